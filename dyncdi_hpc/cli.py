@@ -1,0 +1,213 @@
+"""The dyncdi command line: each command parses, calls one function, prints."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import DyncdiError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def user_errors(fn):
+    """Turn DyncdiError into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DyncdiError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="dyncdi-hpc")
+def main() -> None:
+    """dyncdi: batch BCDI reconstructions (kinematical and dynamical) on Dask clusters."""
+
+
+def _sweep_table(the_plan, axes: list[str]) -> Table:
+    done, failed = set(the_plan.done), set(the_plan.failed)
+    table = Table(title=f"{len(the_plan.tasks)} tasks")
+    for col in ("task", "dataset", "seed", *axes, "state"):
+        table.add_column(col)
+    for t in the_plan.tasks:
+        tid = t.task_id
+        state = "done" if tid in done else "failed" if tid in failed else "pending"
+        values = [str(getattr(t.params, a)) for a in axes]
+        table.add_row(tid, t.dataset, str(t.seed), *values, state)
+    return table
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("--store", type=click.Path(path_type=Path), help="Zarr store (overrides the spec).")
+@click.option(
+    "--cluster", "cluster", help="Cluster profile name or YAML path (overrides the spec)."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a profile key, e.g. local.n_workers=1 (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the task table and run nothing.")
+@click.option("--retry-failed", is_flag=True, help="Recompute tasks that failed before.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path),
+    help="Report folder (default: STORE-report beside the store).",
+)
+@user_errors
+def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_dir) -> None:
+    """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report."""
+    from .config import load_sweep
+    from .schedule.cluster import load_profile
+    from .schedule.run import plan_sweep, run_sweep
+    from .sweep import axis_values
+
+    spec = load_sweep(spec_path)
+    store_path = Path(store).absolute() if store else spec.store
+    profile_name = cluster or spec.cluster
+    if dry_run:
+        profile = load_profile(profile_name, overrides)
+        _, the_plan = plan_sweep(spec, store_path, retry_failed, write=False)
+        axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
+        out.print(_sweep_table(the_plan, axes))
+        out.print(
+            f"store: {store_path}\ncluster profile: {profile.name} ({profile.path}), "
+            f"kind {profile.kind}\n{len(the_plan.todo)} to compute, {len(the_plan.done)} done, "
+            f"{len(the_plan.failed)} failed; dry run: nothing submitted"
+        )
+        return
+    outcome = run_sweep(
+        spec,
+        store_path=store_path,
+        cluster=profile_name,
+        overrides=overrides,
+        retry_failed=retry_failed,
+        report_dir=report_dir,
+        console=console,
+    )
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())) or "nothing new"
+    out.print(
+        f"tasks: {outcome.total} in the sweep, {outcome.skipped} were already done; "
+        f"this run: {counts}"
+    )
+    out.print(f"store:  {outcome.store}")
+    for key in outcome.merged:
+        from .store.zarr_store import Store
+
+        v = Store.open(outcome.store).merged_attrs(key).get("vs_truth") or {}
+        extra = f" (phase RMS vs truth {v['phase_rms_rad']:.3f} rad)" if v else ""
+        out.print(f"merged: {outcome.store / 'merged' / key}{extra}")
+    out.print(f"report: {outcome.report}")
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "store",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Zarr store to write the dataset into.",
+)
+@click.option("--name", help="Dataset name in the store (default: the config file's stem).")
+@user_errors
+def simulate(config_path, store, name) -> None:
+    """Simulate a crystal's Bragg peak from CONFIG (YAML) into a store's inputs."""
+    from .config import SimulateConfig, read_yaml, validate
+    from .data.dataset import simulated_input
+    from .store.zarr_store import Store
+
+    cfg = validate(SimulateConfig, read_yaml(config_path, "simulate config"), str(config_path))
+    name = name or Path(config_path).stem
+    ds = simulated_input(cfg, name)
+    s = Store.create(store)
+    s.write_input(name, ds)
+    out.print(
+        f"wrote inputs/{name} ({ds['intensity'].shape}, peak "
+        f"{float(ds['intensity'].max()):.0f} counts) into {s.path}"
+    )
+
+
+@main.command()
+@click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@user_errors
+def status(store_path) -> None:
+    """Table of the tasks in a store: done/failed, error, loss, wall time."""
+    from .store.summary import status_rows
+    from .store.zarr_store import Store
+
+    store = Store.open(store_path)
+    rows, counts = status_rows(store)
+    table = Table(title=str(store.path))
+    for col in ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    out.print(table)
+    out.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@main.command()
+@click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(path_type=Path),
+    help="Sweep spec whose merge rule to use (default: the rule recorded in the store).",
+)
+@user_errors
+def merge(store_path, spec_path) -> None:
+    """Select, align and merge the best results of each dataset and model."""
+    from .config import MergeRule, load_sweep
+    from .merge.combine import merge_store
+    from .store.zarr_store import Store
+
+    store = Store.open(store_path)
+    rule = load_sweep(spec_path).merge if spec_path else MergeRule(**store.merge_rule())
+    keys = merge_store(store, rule)
+    if not keys:
+        raise DyncdiError("merge", "no completed results in the store", "run a sweep first")
+    for key in keys:
+        a = store.merged_attrs(key)
+        v = a.get("vs_truth") or {}
+        extra = f", phase RMS vs truth {v['phase_rms_rad']:.3f} rad" if v else ""
+        out.print(f"merged/{key}: {len(a['members'])} of {a['candidates']} results{extra}")
+
+
+@main.command()
+@click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the figures and index.html.",
+)
+@user_errors
+def report(store_path, out_dir) -> None:
+    """Write PNG figures and an HTML page for a store."""
+    from .report.page import write_report
+    from .store.zarr_store import Store
+
+    page = write_report(Store.open(store_path), out_dir)
+    out.print(f"report: {page}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Validated, immutable configuration: simulation, reconstruction parameters, sweep spec.
+
+Everything a user writes in YAML passes through these pydantic models once, at the edge;
+unknown keys and wrong types are errors that name the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import DyncdiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeometryConfig(Frozen):
+    """Scan geometry in the units a beamline scientist writes down."""
+
+    energy_kev: float = Field(gt=0)
+    material: str = "Au"
+    hkl: tuple[int, int, int] = (1, 1, 1)
+    shape: tuple[int, int, int] = Field(description="(rocking angles, detector rows, columns)")
+    rocking_step_deg: float = Field(gt=0)
+    pixel_size_um: float = Field(gt=0)
+    detector_distance_m: float = Field(gt=0)
+    polarisation: Literal["sigma", "pi"] = "sigma"
+
+    def build(self, field_prefix: str = "geometry"):
+        """The physics Geometry object (validated: material, reflection, Bragg cutoff)."""
+        from .physics.geometry import make_geometry
+
+        return make_geometry(
+            energy_kev=self.energy_kev,
+            material=self.material,
+            hkl=self.hkl,
+            shape=self.shape,
+            rocking_step_rad=math.radians(self.rocking_step_deg),
+            pixel_size_m=self.pixel_size_um * 1e-6,
+            detector_distance_m=self.detector_distance_m,
+            polarisation=self.polarisation,
+            field_prefix=field_prefix,
+        )
+
+
+class CrystalConfig(Frozen):
+    """Shape of the simulated crystal, in the sample frame (nm)."""
+
+    kind: Literal["faceted", "ellipsoid"] = "faceted"
+    size_nm: float = Field(600.0, gt=0, description="distance between opposite {111} facets")
+    truncation: float = Field(
+        0.8, gt=0, le=1.5, description="{100} facet distance relative to the {111} one"
+    )
+    aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    facet_jitter: float = Field(
+        0.1, ge=0, lt=0.5, description="random relative change of each facet's distance"
+    )
+    seed: int = 0
+
+
+class DisplacementConfig(Frozen):
+    """Smooth displacement field, given by the phase h.u it produces (rad)."""
+
+    kind: Literal["lobes", "none"] = "lobes"
+    phase_range_rad: float = Field(3.0, ge=0, description="peak-to-peak phase inside the crystal")
+    n_lobes: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class SimulateConfig(Frozen):
+    """A simulated dataset: crystal, displacement, geometry, counts and noise."""
+
+    geometry: GeometryConfig
+    crystal: CrystalConfig = CrystalConfig()
+    displacement: DisplacementConfig = DisplacementConfig()
+    peak_counts: float = Field(1e5, gt=0, description="counts in the brightest voxel")
+    noise: bool = Field(True, description="Poisson noise; false gives noiseless intensities")
+    noise_seed: int = 0
+
+
+class SimulatedDataset(Frozen):
+    """A dataset simulated by the sweep itself before any task runs."""
+
+    simulate: SimulateConfig
+
+
+class StoredDataset(Frozen):
+    """A dataset already in the sweep's store (written by `dyncdi simulate` or `dyncdi load`)."""
+
+    from_store: Literal[True] = True
+
+
+class ArrayDataset(Frozen):
+    """A dataset read from a .npy or .npz file with the geometry given beside it."""
+
+    path: Path
+    geometry: GeometryConfig
+    key: str | None = Field(None, description="array name inside a .npz file")
+
+
+DatasetSpec = SimulatedDataset | StoredDataset | ArrayDataset
+
+
+class ShrinkWrap(Frozen):
+    """Shrink-wrap support update: threshold of the blurred amplitude, sigma in voxels."""
+
+    every: int = Field(20, ge=1)
+    threshold: float = Field(0.15, gt=0, lt=1)
+    sigma_start: float = Field(2.0, gt=0)
+    sigma_end: float = Field(1.0, gt=0)
+
+
+class ReconParams(Frozen):
+    """Parameters of one reconstruction; every field can be a sweep axis."""
+
+    model: Literal["kinematical"] = "kinematical"
+    recipe: str = Field(
+        "2*(30*ER+170*HIO)+100*ER",
+        description="projection phase retrieval before AD, e.g. '3*(20*ER+180*HIO)+20*ER'",
+    )
+    hio_beta: float = Field(0.9, gt=0, le=1)
+    shrinkwrap: ShrinkWrap = ShrinkWrap()
+    ad_steps: int = Field(300, ge=0)
+    loss: Literal["poisson", "amplitude"] = "poisson"
+    tv_weight: float = Field(0.0, ge=0)
+    lr_phase: float = Field(1e-2, gt=0)
+    lr_shape: float = Field(5e-2, gt=0)
+    lr_scale: float = Field(1e-2, gt=0)
+    log_every: int = Field(25, ge=1)
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_parses(cls, value: str) -> str:
+        from .recon.recipe import parse_recipe
+
+        parse_recipe(value)
+        return value
+
+
+class MergeRule(Frozen):
+    """Which results are merged: grouped by dataset and model, best by a metric."""
+
+    metric: Literal["error", "loss"] = "error"
+    select: Literal["best_fraction", "best_n", "all"] = "best_fraction"
+    fraction: float = Field(0.5, gt=0, le=1)
+    n: int = Field(4, ge=1)
+
+
+SWEEPABLE = (*ReconParams.model_fields, "seed", "dataset")
+
+
+class SweepSpec(Frozen):
+    """A whole sweep: datasets, base parameters, axes, store, cluster profile and merge rule."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    store: Path
+    cluster: str = "local"
+    datasets: dict[str, Annotated[DatasetSpec, Field(union_mode="left_to_right")]]
+    base: ReconParams = ReconParams()
+    sweep: dict[str, int | list[Any]] = Field(default_factory=lambda: {"seed": 1})
+    merge: MergeRule = MergeRule()
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        if not value:
+            raise ValueError("name at least one dataset")
+        for name in value:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"dataset name {name!r} may hold only letters, digits, - and _")
+        return value
+
+    @model_validator(mode="after")
+    def _axes(self) -> SweepSpec:
+        for axis, values in self.sweep.items():
+            if axis not in SWEEPABLE:
+                raise ValueError(
+                    f"sweep.{axis}: not a parameter; sweepable: {', '.join(SWEEPABLE)}"
+                )
+            if isinstance(values, int) and axis != "seed":
+                raise ValueError(f"sweep.{axis}: give a list of values (only seed takes a count)")
+            if isinstance(values, list) and not values:
+                raise ValueError(f"sweep.{axis}: empty list")
+        for name in (
+            self.sweep.get("dataset", []) if isinstance(self.sweep.get("dataset"), list) else []
+        ):
+            if name not in self.datasets:
+                raise ValueError(f"sweep.dataset: {name!r} is not among datasets")
+        return self
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of payload (sorted keys): stable across runs and hosts."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: dotted field path, message."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        loc = ".".join(p for p in loc.split(".") if p not in _UNION_TAGS)
+        where = ".".join(p for p in (prefix, loc) if p) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling or remove it)"
+        lines.append(f"{where}: {msg}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+_UNION_TAGS = {"SimulatedDataset", "StoredDataset", "ArrayDataset"}
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """Safe-load a YAML mapping, or raise a DyncdiError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DyncdiError(what, f"no such file {str(path)!r}", "check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DyncdiError(
+            str(path), f"malformed YAML{where}: {problem}", "fix the YAML syntax"
+        ) from None
+    if not isinstance(data, dict):
+        raise DyncdiError(str(path), "the file is not a YAML mapping", "write key: value pairs")
+    return data
+
+
+def validate(model: type[M], data: dict, source: str) -> M:
+    """Validate data against a model; errors become one DyncdiError line naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise DyncdiError(source, format_validation_error(err)) from None
+
+
+def load_sweep(path: Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; relative paths are taken from the file's folder."""
+    path = Path(path)
+    data = read_yaml(path, "sweep spec")
+    spec = validate(SweepSpec, data, str(path))
+    base = path.resolve().parent
+    datasets = {
+        name: (d.model_copy(update={"path": base / d.path}) if isinstance(d, ArrayDataset) else d)
+        for name, d in spec.datasets.items()
+    }
+    store = spec.store if spec.store.is_absolute() else Path.cwd() / spec.store
+    return spec.model_copy(update={"datasets": datasets, "store": store})

@@ -1,0 +1,1 @@
+"""Datasets: simulated crystals and their diffraction, loaded files, validation."""

@@ -1,0 +1,1 @@
+"""Alignment (ambiguity removal), selection and merging of reconstructions."""

@@ -1,0 +1,190 @@
+"""Diffraction geometry of a rocking-curve BCDI scan and its detector-conjugate real-space grid.
+
+Conventions (fixed once, used by every forward model):
+
+* Sample frame (x, y, z) in nm: z along the reflection's scattering vector h, x in the
+  scattering plane perpendicular to h, y normal to the scattering plane (the rocking axis).
+* Incident and exit wave vectors k_i = k (cos tB, 0, -sin tB), k_f = k (cos tB, 0, sin tB),
+  so that k_f - k_i = h = (0, 0, 2 pi / d) at the Bragg angle tB.
+* A dataset is indexed (rocking angle, detector row, detector column) = (n0, n1, n2) with the
+  Bragg peak at the array centre N // 2. Its q-space steps (nm^-1) are
+  b0 = |h| d_omega (1, 0, 0)              (rocking the crystal moves q across h),
+  b1 = k p / D (-sin tB, 0, cos tB)        (detector row, in the scattering plane, normal to k_f),
+  b2 = k p / D (0, 1, 0)                   (detector column, normal to the scattering plane).
+  b0 and b1 are not orthogonal: that is the shear of a rocking scan.
+* The detector-conjugate real-space grid has steps a_j with a_i . b_j = 2 pi delta_ij / N_j;
+  voxel m sits at r = sum_j a_j (m_j - N_j // 2). The object on this grid is
+  psi = S exp(i h.u), and the kinematical intensity is |DFT(psi)|^2 with the exp(-i q.r) kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import DyncdiError
+from .lattice import check_reflection, crystal
+
+HC_KEV_NM = 1.23984198  # h c in keV nm (CODATA)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A frozen, hashable scan geometry (static under jit); angles in rad, lengths in SI units."""
+
+    energy_kev: float
+    material: str
+    hkl: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    rocking_step_rad: float
+    pixel_size_m: float
+    detector_distance_m: float
+    polarisation: str = "sigma"
+
+    @property
+    def wavelength_nm(self) -> float:
+        """X-ray wavelength (nm)."""
+        return HC_KEV_NM / self.energy_kev
+
+    @property
+    def k_nm(self) -> float:
+        """Wavenumber 2 pi / lambda (nm^-1)."""
+        return 2.0 * np.pi / self.wavelength_nm
+
+    @property
+    def d_spacing_nm(self) -> float:
+        """Interplanar spacing of the reflection (nm)."""
+        return crystal(self.material).d_spacing_nm(self.hkl)
+
+    @property
+    def h_nm(self) -> float:
+        """Length of the reciprocal-lattice vector, 2 pi / d (nm^-1)."""
+        return 2.0 * np.pi / self.d_spacing_nm
+
+    @property
+    def bragg_angle_rad(self) -> float:
+        """Kinematical Bragg angle (rad)."""
+        return float(np.arcsin(self.wavelength_nm / (2.0 * self.d_spacing_nm)))
+
+    @property
+    def rocking_angles_rad(self) -> np.ndarray:
+        """Rocking angles relative to the Bragg angle, shape (N0,) (rad)."""
+        n0 = self.shape[0]
+        return (np.arange(n0) - n0 // 2) * self.rocking_step_rad
+
+    @cached_property
+    def q_basis(self) -> np.ndarray:
+        """q-space steps b0, b1, b2 as the columns of a (3, 3) matrix (nm^-1, sample frame)."""
+        tb = self.bragg_angle_rad
+        dq_det = self.k_nm * self.pixel_size_m / self.detector_distance_m
+        b0 = self.h_nm * self.rocking_step_rad * np.array([1.0, 0.0, 0.0])
+        b1 = dq_det * np.array([-np.sin(tb), 0.0, np.cos(tb)])
+        b2 = dq_det * np.array([0.0, 1.0, 0.0])
+        return np.stack([b0, b1, b2], axis=1)
+
+    @cached_property
+    def real_basis(self) -> np.ndarray:
+        """Real-space steps a0, a1, a2 of the conjugate grid, (3, 3) columns (nm, sample frame)."""
+        n = np.asarray(self.shape, dtype=float)
+        return 2.0 * np.pi * np.linalg.inv(self.q_basis).T / n[None, :]
+
+    @property
+    def voxel_size_nm(self) -> tuple[float, float, float]:
+        """Lengths of the three real-space steps of the conjugate grid (nm)."""
+        return tuple(float(v) for v in np.linalg.norm(self.real_basis, axis=0))
+
+    @property
+    def field_of_view_nm(self) -> tuple[float, float, float]:
+        """Extent of the conjugate grid along each of its axes (nm)."""
+        return tuple(v * n for v, n in zip(self.voxel_size_nm, self.shape, strict=True))
+
+    def voxel_positions_nm(self) -> np.ndarray:
+        """Sample-frame positions of every conjugate-grid voxel, shape (N0, N1, N2, 3) (nm)."""
+        idx = [np.arange(n) - n // 2 for n in self.shape]
+        m = np.stack(np.meshgrid(*idx, indexing="ij"), axis=-1).astype(float)
+        return m @ self.real_basis.T
+
+    def to_attrs(self) -> dict:
+        """JSON-serialisable description (for store provenance)."""
+        return {
+            "energy_kev": self.energy_kev,
+            "material": self.material,
+            "hkl": list(self.hkl),
+            "shape": list(self.shape),
+            "rocking_step_rad": self.rocking_step_rad,
+            "pixel_size_m": self.pixel_size_m,
+            "detector_distance_m": self.detector_distance_m,
+            "polarisation": self.polarisation,
+            "wavelength_nm": self.wavelength_nm,
+            "bragg_angle_deg": float(np.degrees(self.bragg_angle_rad)),
+            "voxel_size_nm": list(self.voxel_size_nm),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> Geometry:
+        """Inverse of to_attrs (derived entries are ignored)."""
+        return make_geometry(
+            energy_kev=attrs["energy_kev"],
+            material=attrs["material"],
+            hkl=tuple(attrs["hkl"]),
+            shape=tuple(attrs["shape"]),
+            rocking_step_rad=attrs["rocking_step_rad"],
+            pixel_size_m=attrs["pixel_size_m"],
+            detector_distance_m=attrs["detector_distance_m"],
+            polarisation=attrs.get("polarisation", "sigma"),
+        )
+
+
+def make_geometry(
+    *,
+    energy_kev: float,
+    material: str,
+    hkl: tuple[int, int, int],
+    shape: tuple[int, int, int],
+    rocking_step_rad: float,
+    pixel_size_m: float,
+    detector_distance_m: float,
+    polarisation: str = "sigma",
+    field_prefix: str = "geometry",
+) -> Geometry:
+    """Build a validated Geometry; every problem is a DyncdiError naming the field and the fix."""
+    structure = crystal(material, f"{field_prefix}.material")
+    hkl = tuple(int(i) for i in hkl)
+    check_reflection(structure, hkl, f"{field_prefix}.hkl")
+    if energy_kev <= 0:
+        raise DyncdiError(
+            f"{field_prefix}.energy_kev", f"{energy_kev} keV", "give a positive energy"
+        )
+    wavelength = HC_KEV_NM / energy_kev
+    d = structure.d_spacing_nm(hkl)
+    if wavelength >= 2.0 * d:
+        cutoff = HC_KEV_NM / (2.0 * d)
+        raise DyncdiError(
+            f"{field_prefix}.energy_kev",
+            f"{energy_kev} keV is below the Bragg cutoff {cutoff:.3f} keV "
+            f"of {material} {list(hkl)}",
+            "raise the energy or choose a reflection with a larger d-spacing",
+        )
+    if len(shape) != 3 or any(int(n) < 4 for n in shape):
+        raise DyncdiError(f"{field_prefix}.shape", f"{list(shape)}", "give three sizes, each >= 4")
+    for name, value in (
+        ("rocking_step_rad", rocking_step_rad),
+        ("pixel_size_m", pixel_size_m),
+        ("detector_distance_m", detector_distance_m),
+    ):
+        if not value > 0:
+            raise DyncdiError(f"{field_prefix}.{name}", f"{value}", "give a positive value")
+    if polarisation not in ("sigma", "pi"):
+        raise DyncdiError(f"{field_prefix}.polarisation", repr(polarisation), "use sigma or pi")
+    return Geometry(
+        energy_kev=float(energy_kev),
+        material=material,
+        hkl=hkl,
+        shape=tuple(int(n) for n in shape),
+        rocking_step_rad=float(rocking_step_rad),
+        pixel_size_m=float(pixel_size_m),
+        detector_distance_m=float(detector_distance_m),
+        polarisation=polarisation,
+    )

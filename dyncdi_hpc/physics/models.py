@@ -1,0 +1,15 @@
+"""The forward models a reconstruction can name in its spec: forward(crystal, geometry) -> I."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from .geometry import Geometry
+from .kinematic import CrystalParams
+from .kinematic import forward as kinematical_forward
+
+ForwardModel = Callable[[CrystalParams, Geometry], jax.Array]
+
+FORWARD_MODELS: dict[str, ForwardModel] = {"kinematical": kinematical_forward}

@@ -1,0 +1,1 @@
+"""Reconstruction: projection phase retrieval, losses, regularisers and the AD optimiser loop."""

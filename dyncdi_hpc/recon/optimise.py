@@ -1,0 +1,151 @@
+"""AD refinement: optax Adam on shape logits, phase and a global scale.
+
+The step is one jitted function; a run is a host loop over jitted chunks of log_every steps,
+so values reach the host only at logging intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..errors import TaskFailed
+from ..physics.geometry import Geometry
+from ..physics.kinematic import CrystalParams
+from ..physics.models import FORWARD_MODELS
+from .losses import LOSSES
+from .regularisers import shape_tv
+
+
+class ADParams(NamedTuple):
+    """Everything AD fits: the crystal and the log of the global amplitude scale."""
+
+    crystal: CrystalParams
+    log_scale: jax.Array
+
+
+class Problem(NamedTuple):
+    """What AD fits against (FFT order, (N0, N1, N2)): counts, measured-voxel mask, support mask.
+
+    The shape is confined to `support` (a loose support from phase retrieval): without it the
+    free voxels outside the crystal fit any intensity and the oversampling constraint is lost.
+    """
+
+    data: jax.Array
+    measured: jax.Array
+    support: jax.Array
+
+
+def confined(crystal: CrystalParams, support: jax.Array) -> CrystalParams:
+    """Crystal whose shape is zero outside support (logits pushed to -inf there)."""
+    return CrystalParams(jnp.where(support, crystal.logits, -jnp.inf), crystal.phase)
+
+
+class Hyper(NamedTuple):
+    """Traced hyper-parameters: changing them does not recompile."""
+
+    tv_weight: jax.Array
+
+
+class StepConfig(NamedTuple):
+    """Static configuration of the AD step (hashable: a change recompiles)."""
+
+    geometry: Geometry
+    model: str
+    loss: str
+    lr_shape: float
+    lr_phase: float
+    lr_scale: float
+
+
+def make_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
+    """Adam with one learning rate per parameter group (shape logits, phase, scale)."""
+    labels = ADParams(CrystalParams("shape", "phase"), "scale")
+    return optax.multi_transform(
+        {
+            "shape": optax.adam(cfg.lr_shape),
+            "phase": optax.adam(cfg.lr_phase),
+            "scale": optax.adam(cfg.lr_scale),
+        },
+        labels,
+    )
+
+
+def model_intensity(params: ADParams, support: jax.Array, cfg: StepConfig) -> jax.Array:
+    """Scaled modelled intensity (FFT order), shape geometry.shape."""
+    forward = FORWARD_MODELS[cfg.model]
+    crystal = confined(params.crystal, support)
+    return forward(crystal, cfg.geometry) * jnp.exp(2.0 * params.log_scale)
+
+
+def objective(
+    params: ADParams, problem: Problem, hyper: Hyper, cfg: StepConfig
+) -> tuple[jax.Array, jax.Array]:
+    """Total objective (data loss + weighted regularisers) and the data loss alone."""
+    model = model_intensity(params, problem.support, cfg)
+    data_loss = LOSSES[cfg.loss](model, problem.data, problem.measured)
+    tv = shape_tv(confined(params.crystal, problem.support))
+    return data_loss + hyper.tv_weight * tv, data_loss
+
+
+@lru_cache(maxsize=32)
+def compiled_chunk(cfg: StepConfig, length: int) -> Callable:
+    """A jitted function running `length` Adam steps; returns (params, opt_state, losses)."""
+    optimizer = make_optimizer(cfg)
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+    def step(carry, _, problem, hyper):
+        params, opt_state = carry
+        (_, data_loss), grads = grad_fn(params, problem, hyper, cfg)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), data_loss
+
+    @jax.jit
+    def run(params, opt_state, problem, hyper):
+        (params, opt_state), losses = jax.lax.scan(
+            lambda c, x: step(c, x, problem, hyper), (params, opt_state), None, length
+        )
+        return params, opt_state, losses
+
+    return run
+
+
+def init_state(params: ADParams, cfg: StepConfig) -> optax.OptState:
+    """Fresh optimiser state for params."""
+    return make_optimizer(cfg).init(params)
+
+
+def refine(
+    params: ADParams,
+    problem: Problem,
+    hyper: Hyper,
+    cfg: StepConfig,
+    n_steps: int,
+    log_every: int,
+    *,
+    opt_state: optax.OptState | None = None,
+    start_step: int = 0,
+    on_chunk: Callable[[int, ADParams, optax.OptState], None] | None = None,
+) -> tuple[ADParams, optax.OptState, np.ndarray]:
+    """Run AD steps start_step..n_steps; returns params, state and the data-loss history."""
+    state = init_state(params, cfg) if opt_state is None else opt_state
+    history = []
+    step = start_step
+    while step < n_steps:
+        length = min(log_every, n_steps - step)
+        params, state, losses = compiled_chunk(cfg, length)(params, state, problem, hyper)
+        losses = np.asarray(losses)
+        history.append(losses)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            raise TaskFailed(f"AD loss became non-finite at step {step + int(bad[0]) + 1}")
+        step += length
+        if on_chunk is not None:
+            on_chunk(step, params, state)
+    return params, state, np.concatenate(history) if history else np.zeros(0)

@@ -1,0 +1,1 @@
+"""Scheduling: cluster profiles as dask config, task submission, progress, the sweep driver."""

@@ -1,0 +1,126 @@
+"""One reconstruction task: a frozen spec in, one result group in the store out.
+
+Runs on a Dask worker (or in-process); reads its input from the store, writes its own result
+group, and returns only a small summary.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from functools import lru_cache
+
+import jax
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict
+
+from .config import ReconParams, stable_hash
+from .data.dataset import GRID_DIMS, Measurement, from_xarray, grid_coords
+from .errors import TaskFailed
+from .provenance import now_iso, provenance
+from .recon.pipeline import Reconstruction, reconstruct
+from .store.zarr_store import Store
+
+
+class TaskSpec(BaseModel):
+    """Everything that defines one reconstruction; its hash is the task id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    fingerprint: str
+    params: ReconParams
+    seed: int
+
+    @property
+    def task_id(self) -> str:
+        """Stable 16-hex-digit id: the same spec gives the same id on any host, any run."""
+        return stable_hash(self.model_dump(mode="json"))
+
+
+def device_description() -> dict:
+    """The JAX device this process computes on (platform 'cpu' or 'gpu', and its kind)."""
+    dev = jax.devices()[0]
+    return {"platform": dev.platform, "device_kind": dev.device_kind, "count": jax.device_count()}
+
+
+@lru_cache(maxsize=4)
+def _measurement(store_path: str, dataset: str, fingerprint: str) -> Measurement:
+    store = Store.open(store_path)
+    stored = store.input_attrs(dataset).get("fingerprint")
+    if stored != fingerprint:
+        raise TaskFailed(
+            f"input {dataset!r} in the store has fingerprint {stored}, the task expects "
+            f"{fingerprint}: the dataset changed after the sweep was planned"
+        )
+    return from_xarray(store.read_input(dataset), f"inputs.{dataset}")
+
+
+def result_dataset(
+    spec: TaskSpec, rec: Reconstruction | None, attrs: dict, m: Measurement | None
+) -> xr.Dataset:
+    """Result group: amplitude, phase, support on the conjugate grid, loss histories, attrs."""
+    variables = {}
+    coords = {}
+    if rec is not None and m is not None:
+        coords = grid_coords(m.geometry)
+        variables = {
+            "amplitude": xr.Variable(GRID_DIMS, np.abs(rec.obj).astype(np.float32), {"units": "1"}),
+            "phase": xr.Variable(GRID_DIMS, np.angle(rec.obj).astype(np.float32), {"units": "rad"}),
+            "support": xr.Variable(GRID_DIMS, rec.support),
+            "pr_error": xr.Variable(
+                ("pr_log",),
+                rec.pr_error,
+                {"long_name": "normalised Fourier error per log interval"},
+            ),
+            "ad_loss": xr.Variable(("ad_step",), rec.ad_loss, {"long_name": "AD data loss"}),
+        }
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def run_task(store_path: str, spec_json: str) -> dict:
+    """Run one task unless its result exists; write its result group; return a small summary."""
+    spec = TaskSpec.model_validate_json(spec_json)
+    task_id = spec.task_id
+    store = Store.open(store_path)
+    if task_id in store.result_ids():
+        return {"task_id": task_id, "status": "skipped"}
+    started = now_iso()
+    t0 = time.perf_counter()
+    rec = m = None
+    reason = None
+    try:
+        m = _measurement(str(store.path), spec.dataset, spec.fingerprint)
+        rec = reconstruct(
+            m.intensity, m.mask, m.geometry, spec.params, key=jax.random.key(spec.seed)
+        )
+        status = "done"
+    except TaskFailed as exc:
+        status, reason = "failed", exc.reason
+    except Exception as exc:  # a bug or resource error: recorded so the sweep goes on
+        status = "failed"
+        reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    wall = time.perf_counter() - t0
+    metrics = rec.metrics if rec is not None else {}
+    attrs = {
+        "kind": "dyncdi-result",
+        "task_id": task_id,
+        "status": status,
+        "reason": reason,
+        "spec": spec.model_dump(mode="json"),
+        "metrics": metrics,
+        "started_at": started,
+        "wall_s": wall,
+        "device": device_description(),
+        "provenance": provenance(),
+    }
+    written = store.write_result(task_id, result_dataset(spec, rec, attrs, m))
+    return {
+        "task_id": task_id,
+        "status": status if written else "duplicate",
+        "reason": reason,
+        "error": metrics.get("error"),
+        "loss": metrics.get("loss"),
+        "wall_s": wall,
+    }

@@ -1,0 +1,71 @@
+"""Shared fixtures: small real problems (simulated crystals, stores on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+GEOMETRY_32 = GeometryConfig(
+    energy_kev=9.0,
+    material="Au",
+    hkl=(1, 1, 1),
+    shape=(32, 32, 32),
+    rocking_step_deg=0.005,
+    pixel_size_um=55.0,
+    detector_distance_m=1.0,
+)
+
+# Fewer iterations than the defaults: enough for the store/scheduling tests, which check
+# plumbing; reconstruction quality is tested with the defaults in tests/recon.
+FAST_PARAMS = {"recipe": "20*ER+60*HIO+20*ER", "ad_steps": 20, "log_every": 10}
+
+
+def sim_config(noise: bool = False, size_nm: float = 800.0) -> SimulateConfig:
+    """The spine's test crystal: faceted Au, 32^3 detector frame, a few radians of phase."""
+    return SimulateConfig(geometry=GEOMETRY_32, crystal=CrystalConfig(size_nm=size_nm), noise=noise)
+
+
+@pytest.fixture(scope="session")
+def geometry32():
+    return GEOMETRY_32.build()
+
+
+@pytest.fixture(scope="session")
+def noiseless32(geometry32):
+    from dyncdi_hpc.data.simulate import simulate
+
+    return simulate(sim_config(), geometry32)
+
+
+@pytest.fixture(scope="session")
+def fast_params():
+    return ReconParams(**FAST_PARAMS)
+
+
+def write_spec(
+    path: Path,
+    store: Path,
+    *,
+    sweep: dict,
+    base: dict | None = None,
+    noise: bool = False,
+    cluster: str = "local",
+) -> Path:
+    """Write a sweep YAML for tests and return its path."""
+    spec = {
+        "name": "test",
+        "store": str(store),
+        "cluster": cluster,
+        "datasets": {"xtal": {"simulate": sim_config(noise).model_dump(mode="json")}},
+        "base": {**FAST_PARAMS, **(base or {})},
+        "sweep": sweep,
+        "merge": {"select": "best_fraction", "fraction": 0.5},
+    }
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
