@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import xarray as xr
 from pydantic import ValidationError
 
 from .config import (
@@ -74,20 +75,31 @@ def source_fingerprint(spec: SweepSpec, name: str, store: Store | None) -> str:
     return array_input(dataset, field).attrs["fingerprint"]
 
 
-def prepare_inputs(spec: SweepSpec, store: Store) -> dict[str, str]:
-    """Write every dataset the store lacks (or holds in another version); return fingerprints."""
-    fingerprints = {}
+def build_inputs(spec: SweepSpec, store: Store | None) -> dict[str, xr.Dataset | str]:
+    """Simulate or load and validate every dataset in memory, before anything is written.
+
+    Datasets already in the store (from_store) are given by their fingerprint instead.
+    """
+    built: dict[str, xr.Dataset | str] = {}
     for name, dataset in spec.datasets.items():
         field = f"datasets.{name}"
-        have = store.input_attrs(name).get("fingerprint") if name in store.input_names() else None
         if isinstance(dataset, StoredDataset):
-            fingerprints[name] = source_fingerprint(spec, name, store)
+            built[name] = source_fingerprint(spec, name, store)
+        elif isinstance(dataset, SimulatedDataset):
+            built[name] = simulated_input(dataset.simulate, field)
+        else:
+            built[name] = array_input(dataset, field)
+    return built
+
+
+def write_inputs(store: Store, built: dict[str, xr.Dataset | str]) -> dict[str, str]:
+    """Write the datasets the store lacks or holds in another version; return fingerprints."""
+    fingerprints = {}
+    for name, ds in built.items():
+        if isinstance(ds, str):
+            fingerprints[name] = ds
             continue
-        ds = (
-            simulated_input(dataset.simulate, field)
-            if isinstance(dataset, SimulatedDataset)
-            else array_input(dataset, field)
-        )
+        have = store.input_attrs(name).get("fingerprint") if name in store.input_names() else None
         if ds.attrs["fingerprint"] != have:
             store.write_input(name, ds)
         fingerprints[name] = ds.attrs["fingerprint"]

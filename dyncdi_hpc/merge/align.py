@@ -15,7 +15,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Alignment:
-    """An aligned object and what was removed: twin, shift (voxels), ramp (rad/voxel), offset."""
+    """An aligned object and what was removed: twin, shift (voxels), ramp (rad/voxel), offset.
+
+    shift is the candidate's displacement from the reference; roll is its whole-voxel undoing.
+    """
 
     obj: np.ndarray
     twin: bool
@@ -88,7 +91,7 @@ def align(candidate: np.ndarray, reference: np.ndarray) -> Alignment:
         whole = register(obj, reference)
         obj = np.roll(obj, whole, axis=tuple(range(obj.ndim)))
         obj, sub, ramp, offset = _refine(obj, reference)
-        shift = tuple(w - s for w, s in zip(whole, sub, strict=True))
+        shift = tuple(-(w + s) for w, s in zip(whole, sub, strict=True))
         corr = float(np.abs(np.vdot(reference, obj)) / (ref_norm * np.linalg.norm(obj) + 1e-300))
         if best is None or corr > best.correlation:
             best = Alignment(obj, is_twin, whole, shift, ramp, offset, corr)

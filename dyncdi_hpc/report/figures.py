@@ -108,3 +108,19 @@ def loss_figure(path: Path, histories: list[dict]) -> Path:
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def rocking_curve_figure(path: Path, report: dict) -> Path:
+    """Reflectivity against rocking angle (urad) from a rocking-curve report."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(report["dtheta_urad"], report["reflectivity"], label=report["model"])
+    ax.set_xlabel("rocking angle from the kinematical Bragg angle (urad)")
+    ax.set_ylabel("reflectivity")
+    ax.set_title(
+        f"{report['material']} {''.join(map(str, report['hkl']))}, {report['energy_kev']} keV, "
+        f"t = {report['thickness_um']} um, w = {report['width_um']} um"
+    )
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import SweepSpec
 from ..store.zarr_store import Store
-from ..sweep import Plan, expand, plan, prepare_inputs, source_fingerprint
+from ..sweep import Plan, build_inputs, expand, plan, source_fingerprint, write_inputs
 from ..task import TaskSpec, run_task
 from .cluster import ClusterProfile, load_profile, start_cluster
 
@@ -84,11 +84,14 @@ def plan_sweep(
     spec: SweepSpec, store_path: Path, retry_failed: bool = False, write: bool = True
 ) -> tuple[Store | None, Plan]:
     """Validate inputs (writing them when write=True) and split the tasks by what is done."""
+    existing = Store.open(store_path) if (Path(store_path) / "zarr.json").is_file() else None
     if write:
+        Store.check_writable(store_path)
+        built = build_inputs(spec, existing)
         store = Store.create(store_path)
-        fingerprints = prepare_inputs(spec, store)
+        fingerprints = write_inputs(store, built)
     else:
-        store = Store.open(store_path) if (Path(store_path) / "zarr.json").is_file() else None
+        store = existing
         fingerprints = {name: source_fingerprint(spec, name, store) for name in spec.datasets}
     tasks = expand(spec, fingerprints)
     return store, plan(tasks, store, retry_failed)

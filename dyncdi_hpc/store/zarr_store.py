@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -39,9 +40,9 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    @classmethod
-    def create(cls, path: Path) -> Store:
-        """Open a store for writing, creating it (and checking it is writable) if needed."""
+    @staticmethod
+    def check_writable(path: Path) -> Path:
+        """Raise a DyncdiError unless a store can be created or written at path."""
         path = Path(path).absolute()
         parent = path.parent
         if not parent.is_dir():
@@ -52,8 +53,18 @@ class Store:
             raise DyncdiError(
                 "store", f"{str(path)!r} exists but is not a Zarr store", "choose another path"
             )
-        if not os.access(path if path.exists() else parent, os.W_OK):
-            raise DyncdiError("store", f"{str(path)!r} is not writable", "choose a writable path")
+        try:  # a real write, not os.access: root passes permission bits on read-only mounts
+            tempfile.TemporaryDirectory(dir=path if path.exists() else parent).cleanup()
+        except OSError as exc:
+            raise DyncdiError(
+                "store", f"{str(path)!r} is not writable ({exc.strerror})", "choose a writable path"
+            ) from None
+        return path
+
+    @classmethod
+    def create(cls, path: Path) -> Store:
+        """Open a store for writing, creating it (and checking it is writable) if needed."""
+        path = cls.check_writable(path)
         root = zarr.open_group(path, mode="a", zarr_format=3)
         if root.attrs.get("layout") not in (None, LAYOUT):
             raise DyncdiError(

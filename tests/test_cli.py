@@ -1,0 +1,170 @@
+"""The command line: bad input gives one clear line and exit status 2 before anything runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dyncdi_hpc.cli import main
+from tests.conftest import GEOMETRY_32, write_spec
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def _error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def _npy_spec(tmp_path, array):
+    np.save(tmp_path / "data.npy", array)
+    spec = {
+        "name": "measured",
+        "store": str(tmp_path / "s.zarr"),
+        "datasets": {"scan": {"path": "data.npy", "geometry": GEOMETRY_32.model_dump(mode="json")}},
+        "sweep": {"seed": 2},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _counts(shape=(32, 32, 32)):
+    return np.random.default_rng(0).poisson(5.0, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "words"),
+    [
+        (lambda a: a.__setitem__((3, 4, 5), np.nan), "1 NaN or infinite intensity values"),
+        (lambda a: a.__setitem__((slice(0, 2), 0, 0), -3.0), "2 negative intensity values"),
+    ],
+)
+def test_bad_counts_are_refused_before_anything_is_written(tmp_path, corrupt, words):
+    data = _counts()
+    corrupt(data)
+    code, output = _run("sweep", _npy_spec(tmp_path, data))
+    assert code == 2
+    line = _error_line(output)
+    assert "datasets.scan.path" in line and words in line
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_shape_that_disagrees_with_the_geometry(tmp_path):
+    code, output = _run("sweep", _npy_spec(tmp_path, _counts((32, 30, 32))))
+    assert code == 2
+    line = _error_line(output)
+    assert "[32, 30, 32]" in line and "geometry says [32, 32, 32]" in line
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: demo\ndatasets: {a: [1, 2}\n")
+    code, output = _run("sweep", path)
+    assert code == 2
+    assert "malformed YAML at line 2" in _error_line(output)
+
+
+def test_unknown_key(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 1})
+    data = yaml.safe_load(path.read_text())
+    data["base"]["learning_rate"] = 0.1
+    path.write_text(yaml.safe_dump(data))
+    code, output = _run("sweep", path)
+    assert code == 2
+    assert "base.learning_rate: unknown key" in _error_line(output)
+
+
+def test_missing_store(tmp_path):
+    code, output = _run("status", tmp_path / "missing.zarr")
+    assert code == 2
+    assert "store: no store at" in _error_line(output)
+
+
+def test_store_in_a_missing_folder(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 1})
+    code, output = _run("sweep", path, "--store", tmp_path / "no" / "dir" / "s.zarr")
+    assert code == 2
+    assert "does not exist" in _error_line(output)
+
+
+def test_unknown_cluster_profile(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 1})
+    code, output = _run("sweep", path, "--cluster", "nosuchprofile", "--dry-run")
+    assert code == 2
+    assert "unknown cluster profile 'nosuchprofile'" in _error_line(output)
+
+
+def test_dry_run_prints_the_task_table_and_runs_nothing(tmp_path):
+    path = write_spec(
+        tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 2, "tv_weight": [0.0, 0.01]}
+    )
+    code, output = _run("sweep", path, "--dry-run")
+    assert code == 0, output
+    assert "4 tasks" in output and output.count("pending") == 4
+    assert "dry run: nothing submitted" in output
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_simulate_writes_an_input_group(tmp_path):
+    cfg = tmp_path / "crystal.yaml"
+    cfg.write_text(yaml.safe_dump({"geometry": GEOMETRY_32.model_dump(mode="json")}))
+    code, output = _run("simulate", cfg, "--out", tmp_path / "s.zarr")
+    assert code == 0, output
+    assert "wrote inputs/crystal" in output
+    assert (tmp_path / "s.zarr" / "inputs" / "crystal" / "intensity" / "zarr.json").is_file()
+
+
+def test_physics_susceptibility_json_interface():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dyncdi_hpc.cli",
+            "physics",
+            "susceptibility",
+            "--material",
+            "Au",
+            "--hkl",
+            "1",
+            "1",
+            "1",
+            "--energy-kev",
+            "9",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    for key in (
+        "chi0",
+        "chih",
+        "chihbar",
+        "bragg_angle_deg",
+        "pendellosung_um",
+        "extinction_depth_um",
+        "darwin_width_urad",
+        "refraction_shift_urad",
+    ):
+        assert key in report
+    assert len(report["chih"]) == 2
+    assert report["bragg_angle_deg"] == pytest.approx(17.01, abs=0.01)
+
+
+def test_physics_forbidden_reflection_is_a_clear_error():
+    code, output = _run(
+        "physics", "susceptibility", "--material", "Au", "--hkl", "1", "0", "0", "--energy-kev", "9"
+    )
+    assert code == 2
+    assert "forbidden" in _error_line(output)

@@ -1,0 +1,53 @@
+import pytest
+
+from dyncdi_hpc.config import load_sweep
+from dyncdi_hpc.errors import DyncdiError
+from tests.conftest import REPO, write_spec
+
+
+def test_demo_spec_validates():
+    spec = load_sweep(REPO / "workflows" / "demo.yaml")
+    assert spec.name == "demo"
+    assert spec.store.is_absolute()
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nsweep: [1, 2\nstore: s.zarr\n")
+    with pytest.raises(DyncdiError, match=r"malformed YAML at line \d+, column \d+"):
+        load_sweep(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["base"].update(tv_wieght=0.1), "base.tv_wieght: unknown key"),
+        (lambda d: d.update(colour="red"), "colour: unknown key"),
+        (lambda d: d["base"].update(ad_steps="many"), "base.ad_steps: Input should be a valid"),
+        (lambda d: d["base"].update(loss="l1"), "base.loss: Input should be 'poisson'"),
+        (lambda d: d.pop("store"), "store: Field required"),
+        (lambda d: d["sweep"].update(learning=[1]), "sweep.learning: not a parameter"),
+        (lambda d: d["sweep"].update(tv_weight=3), "sweep.tv_weight: give a list"),
+        (lambda d: d["base"].update(recipe="10*XX"), "unknown step 'XX'"),
+        (
+            lambda d: d["datasets"]["xtal"]["simulate"]["geometry"].update(energy_kev=-1),
+            "datasets.xtal.simulate.geometry.energy_kev: Input should be greater than 0",
+        ),
+    ],
+)
+def test_bad_spec_errors_name_the_field(tmp_path, edit, message):
+    import yaml
+
+    path = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 2})
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DyncdiError) as err:
+        load_sweep(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(DyncdiError, match="no such file"):
+        load_sweep(tmp_path / "nope.yaml")
