@@ -172,6 +172,9 @@ class SweepSpec(Frozen):
     base: ReconParams = ReconParams()
     sweep: dict[str, int | list[Any]] = Field(default_factory=lambda: {"seed": 1})
     merge: MergeRule = MergeRule()
+    checkpoint_every: int = Field(
+        1000, ge=0, description="iterations between saved task states (0: never); not in task ids"
+    )
 
     @field_validator("datasets")
     @classmethod

@@ -7,7 +7,6 @@ group, and returns only a small summary.
 from __future__ import annotations
 
 import time
-import traceback
 from functools import lru_cache
 
 import jax
@@ -19,7 +18,7 @@ from .config import ReconParams, stable_hash
 from .data.dataset import GRID_DIMS, Measurement, from_xarray, grid_coords
 from .errors import TaskFailed
 from .provenance import now_iso, provenance
-from .recon.pipeline import Reconstruction, reconstruct
+from .recon.pipeline import Checkpoint, Checkpointing, Reconstruction, reconstruct
 from .store.zarr_store import Store
 
 
@@ -79,8 +78,31 @@ def result_dataset(
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
-def run_task(store_path: str, spec_json: str) -> dict:
-    """Run one task unless its result exists; write its result group; return a small summary."""
+def checkpoint_dataset(c: Checkpoint) -> xr.Dataset:
+    """A checkpoint as an xarray Dataset (one variable per array, stage and step in attrs)."""
+    variables = {
+        name: xr.Variable(tuple(f"{name}_{d}" for d in range(a.ndim)), a)
+        for name, a in c.arrays.items()
+    }
+    return xr.Dataset(variables, attrs={"stage": c.stage, "step": c.step, "written_at": now_iso()})
+
+
+def checkpoint_from(ds: xr.Dataset) -> Checkpoint:
+    """Inverse of checkpoint_dataset."""
+    arrays = {name: np.asarray(v.values) for name, v in ds.data_vars.items()}
+    return Checkpoint(stage=ds.attrs["stage"], step=int(ds.attrs["step"]), arrays=arrays)
+
+
+def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict:
+    """Run one task unless its result exists; write its result group; return a small summary.
+
+    A failure with a reason in the data (TaskFailed) is written as a failed result. Any other
+    exception propagates, so the scheduler retries the task and the store keeps no result.
+
+    With checkpoint_every > 0 the task saves its state into the store every that many
+    iterations and a rerun resumes from the latest checkpoint, so a killed task loses at most
+    checkpoint_every iterations.
+    """
     spec = TaskSpec.model_validate_json(spec_json)
     task_id = spec.task_id
     store = Store.open(store_path)
@@ -90,17 +112,26 @@ def run_task(store_path: str, spec_json: str) -> dict:
     t0 = time.perf_counter()
     rec = m = None
     reason = None
+    stored = store.read_checkpoint(task_id)
+    resume = checkpoint_from(stored) if stored is not None else None
+    checkpointing = Checkpointing(
+        every=checkpoint_every,
+        resume=resume,
+        save=lambda c: store.write_checkpoint(task_id, checkpoint_dataset(c)),
+    )
     try:
         m = _measurement(str(store.path), spec.dataset, spec.fingerprint)
         rec = reconstruct(
-            m.intensity, m.mask, m.geometry, spec.params, key=jax.random.key(spec.seed)
+            m.intensity,
+            m.mask,
+            m.geometry,
+            spec.params,
+            key=jax.random.key(spec.seed),
+            checkpointing=checkpointing,
         )
         status = "done"
-    except TaskFailed as exc:
+    except TaskFailed as exc:  # a reason in the data: recorded, and not retried
         status, reason = "failed", exc.reason
-    except Exception as exc:  # a bug or resource error: recorded so the sweep goes on
-        status = "failed"
-        reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
     wall = time.perf_counter() - t0
     metrics = rec.metrics if rec is not None else {}
     attrs = {
@@ -112,10 +143,13 @@ def run_task(store_path: str, spec_json: str) -> dict:
         "metrics": metrics,
         "started_at": started,
         "wall_s": wall,
+        "checkpoint_every": checkpoint_every,
+        "resumed_from": None if resume is None else {"stage": resume.stage, "step": resume.step},
         "device": device_description(),
         "provenance": provenance(),
     }
     written = store.write_result(task_id, result_dataset(spec, rec, attrs, m))
+    store.discard_checkpoint(task_id)
     return {
         "task_id": task_id,
         "status": status if written else "duplicate",

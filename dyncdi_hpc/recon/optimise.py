@@ -20,7 +20,7 @@ from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams
 from ..physics.models import FORWARD_MODELS
 from .losses import LOSSES
-from .regularisers import shape_tv
+from .regularisers import REGULARISERS
 
 
 class ADParams(NamedTuple):
@@ -54,7 +54,11 @@ class Hyper(NamedTuple):
 
 
 class StepConfig(NamedTuple):
-    """Static configuration of the AD step (hashable: a change recompiles)."""
+    """Static configuration of the AD step (hashable: a change recompiles).
+
+    regularisers names the terms in the objective; their weights are traced (Hyper), so a
+    sweep over weights compiles once, and a term with weight 0 is left out, not computed.
+    """
 
     geometry: Geometry
     model: str
@@ -62,6 +66,7 @@ class StepConfig(NamedTuple):
     lr_shape: float
     lr_phase: float
     lr_scale: float
+    regularisers: tuple[str, ...] = ()
 
 
 def make_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
@@ -90,8 +95,11 @@ def objective(
     """Total objective (data loss + weighted regularisers) and the data loss alone."""
     model = model_intensity(params, problem.support, cfg)
     data_loss = LOSSES[cfg.loss](model, problem.data, problem.measured)
-    tv = shape_tv(confined(params.crystal, problem.support))
-    return data_loss + hyper.tv_weight * tv, data_loss
+    crystal = confined(params.crystal, problem.support)
+    total = data_loss
+    for name in cfg.regularisers:
+        total = total + getattr(hyper, f"{name}_weight") * REGULARISERS[name](crystal)
+    return total, data_loss
 
 
 @lru_cache(maxsize=32)
@@ -131,21 +139,19 @@ def refine(
     *,
     opt_state: optax.OptState | None = None,
     start_step: int = 0,
-    on_chunk: Callable[[int, ADParams, optax.OptState], None] | None = None,
-) -> tuple[ADParams, optax.OptState, np.ndarray]:
-    """Run AD steps start_step..n_steps; returns params, state and the data-loss history."""
+    on_chunk: Callable[[int, ADParams, optax.OptState, np.ndarray], None] | None = None,
+) -> tuple[ADParams, optax.OptState]:
+    """Run AD steps start_step..n_steps; on_chunk(step, params, state, losses) sees each chunk."""
     state = init_state(params, cfg) if opt_state is None else opt_state
-    history = []
     step = start_step
     while step < n_steps:
         length = min(log_every, n_steps - step)
         params, state, losses = compiled_chunk(cfg, length)(params, state, problem, hyper)
         losses = np.asarray(losses)
-        history.append(losses)
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             raise TaskFailed(f"AD loss became non-finite at step {step + int(bad[0]) + 1}")
         step += length
         if on_chunk is not None:
-            on_chunk(step, params, state)
-    return params, state, np.concatenate(history) if history else np.zeros(0)
+            on_chunk(step, params, state, losses)
+    return params, state

@@ -15,8 +15,18 @@ from ..merge.align import support_of
 from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams, shape_of
 from .losses import LOSSES
-from .optimise import ADParams, Hyper, Problem, StepConfig, confined, model_intensity, refine
+from .optimise import (
+    ADParams,
+    Hyper,
+    Problem,
+    StepConfig,
+    confined,
+    init_state,
+    model_intensity,
+    refine,
+)
 from .projections import (
+    PRState,
     ShrinkWrapParams,
     fourier_error,
     gaussian_blur,
@@ -26,6 +36,34 @@ from .projections import (
 from .recipe import ALGORITHMS, parse_recipe
 
 Progress = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Resumable state of a reconstruction after `step` iterations of `stage` ("pr" or "ad").
+
+    arrays holds host copies: for "pr" psi, support, pr_error; for "ad" also the AD parameter
+    and optimiser-state leaves (ad_leaf_<i>) and ad_loss.
+    """
+
+    stage: str
+    step: int
+    arrays: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a reconstruction resumes from, and how often (iterations) it saves its state."""
+
+    every: int = 0
+    resume: Checkpoint | None = None
+    save: Callable[[Checkpoint], None] | None = None
+
+    def due(self, before: int, after: int) -> bool:
+        """True when a multiple of `every` lies in (before, after]."""
+        if self.every <= 0 or self.save is None:
+            return False
+        return after // self.every > before // self.every
 
 
 @dataclass(frozen=True)
@@ -60,17 +98,29 @@ def phase_retrieval(
     measured: jax.Array,
     params: ReconParams,
     progress: Progress | None = None,
+    checkpointing: Checkpointing = Checkpointing(),
 ) -> tuple[jax.Array, jax.Array, np.ndarray]:
-    """Run the recipe from a random start; returns object, support and the error history."""
+    """Run the recipe from a random start (or a checkpoint); returns object, support, errors."""
     blocks = parse_recipe(params.recipe)
     total = sum(n for _, n in blocks)
     sw = params.shrinkwrap
     shrinkwrap = ShrinkWrapParams(sw.every, sw.threshold, sw.sigma_start, sw.sigma_end)
-    state = random_start(key, amplitude, measured)
-    errors = []
-    done = 0
+    resume = checkpointing.resume
+    if resume is not None and resume.stage == "pr":
+        done = resume.step
+        state = PRState(
+            jnp.asarray(resume.arrays["psi"]),
+            jnp.asarray(resume.arrays["support"]),
+            jnp.asarray(done, jnp.int32),
+        )
+        errors = list(resume.arrays["pr_error"])
+    else:
+        state, errors, done = random_start(key, amplitude, measured), [], 0
+    start = done
     for name, n in blocks:
-        remaining = n
+        # skip what a checkpoint already did; chunk boundaries stay where an unbroken run has them
+        remaining = n - min(n, start)
+        start = max(0, start - n)
         while remaining > 0:
             chunk = min(params.log_every, remaining)
             state = run_block(
@@ -84,7 +134,7 @@ def phase_retrieval(
                 shrinkwrap,
             )
             remaining -= chunk
-            done += chunk
+            before, done = done, done + chunk
             err = float(fourier_error(state.psi * state.support, amplitude, measured))
             if not np.isfinite(err):
                 raise TaskFailed(f"phase retrieval error became non-finite at iteration {done}")
@@ -95,6 +145,13 @@ def phase_retrieval(
             errors.append(err)
             if progress is not None:
                 progress(name, done, err)
+            if checkpointing.due(before, done) and done < total:
+                arrays = {
+                    "psi": np.asarray(state.psi),
+                    "support": np.asarray(state.support),
+                    "pr_error": np.asarray(errors),
+                }
+                checkpointing.save(Checkpoint("pr", done, arrays))
     return state.psi * state.support, state.support, np.asarray(errors)
 
 
@@ -111,6 +168,34 @@ def ad_start(psi: jax.Array, support: jax.Array, data: jax.Array, measured: jax.
     return ADParams(crystal=crystal, log_scale=log_scale.astype(data.dtype))
 
 
+def step_config(geometry: Geometry, params: ReconParams) -> StepConfig:
+    """Static AD configuration of a reconstruction (regularisers with zero weight left out)."""
+    return StepConfig(
+        geometry=geometry,
+        model=params.model,
+        loss=params.loss,
+        lr_shape=params.lr_shape,
+        lr_phase=params.lr_phase,
+        lr_scale=params.lr_scale,
+        regularisers=("tv",) if params.tv_weight > 0 else (),
+    )
+
+
+def ad_problem(
+    psi: jax.Array,
+    support: jax.Array,
+    data: jax.Array,
+    measured: jax.Array,
+    params: ReconParams,
+) -> tuple[ADParams, Problem, Hyper]:
+    """AD start, problem (data, measured, loose support) and traced weights from a PR result."""
+    start = ad_start(psi, support, data, measured)
+    loose_support = gaussian_blur(support.astype(data.dtype), jnp.asarray(1.0)) > 0.1
+    problem = Problem(data=data, measured=measured, support=loose_support)
+    hyper = Hyper(tv_weight=jnp.asarray(params.tv_weight, data.dtype))
+    return start, problem, hyper
+
+
 def reconstruct(
     intensity: np.ndarray,
     mask: np.ndarray | None,
@@ -119,6 +204,7 @@ def reconstruct(
     *,
     key: jax.Array,
     progress: Progress | None = None,
+    checkpointing: Checkpointing = Checkpointing(),
 ) -> Reconstruction:
     """Reconstruct a crystal from peak-centred intensities (N0, N1, N2); mask True = ignored."""
     if intensity.shape != geometry.shape:
@@ -128,29 +214,52 @@ def reconstruct(
         to_fft_order(np.ones(intensity.shape, bool) if mask is None else ~np.asarray(mask, bool))
     )
     amplitude = jnp.sqrt(data)
-    pr_key, _ = jax.random.split(key)
-    psi, support, pr_error = phase_retrieval(pr_key, amplitude, measured, params, progress)
+    cfg = step_config(geometry, params)
+    resume = checkpointing.resume
+    if resume is not None and resume.stage == "ad":
+        psi = jnp.asarray(resume.arrays["psi"])
+        support = jnp.asarray(resume.arrays["support"])
+        pr_error = resume.arrays["pr_error"]
+    else:
+        pr_key, _ = jax.random.split(key)
+        psi, support, pr_error = phase_retrieval(
+            pr_key, amplitude, measured, params, progress, checkpointing
+        )
+    start, problem, hyper = ad_problem(psi, support, data, measured, params)
+    loose_support = problem.support
+    opt_state = init_state(start, cfg)
+    start_step, ad_history = 0, np.zeros(0, np.float32)
+    if resume is not None and resume.stage == "ad":
+        start, opt_state = _unflatten((start, opt_state), resume.arrays)
+        start_step, ad_history = resume.step, resume.arrays["ad_loss"]
+    history = [ad_history]
 
-    cfg = StepConfig(
-        geometry=geometry,
-        model=params.model,
-        loss=params.loss,
-        lr_shape=params.lr_shape,
-        lr_phase=params.lr_phase,
-        lr_scale=params.lr_scale,
-    )
-    start = ad_start(psi, support, data, measured)
-    loose_support = gaussian_blur(support.astype(data.dtype), jnp.asarray(1.0)) > 0.1
-    problem = Problem(data=data, measured=measured, support=loose_support)
-    hyper = Hyper(tv_weight=jnp.asarray(params.tv_weight, data.dtype))
-
-    def report(step, _params, _state):
+    def on_chunk(step, fitted, state, losses):
+        history.append(losses)
         if progress is not None:
-            progress("AD", step, float("nan"))
+            progress("AD", step, float(losses[-1]))
+        if checkpointing.due(step - len(losses), step) and step < params.ad_steps:
+            arrays = {
+                "psi": np.asarray(psi),
+                "support": np.asarray(support),
+                "pr_error": np.asarray(pr_error),
+                "ad_loss": np.concatenate(history),
+                **_flatten((fitted, state)),
+            }
+            checkpointing.save(Checkpoint("ad", step, arrays))
 
-    fitted, _, ad_loss = refine(
-        start, problem, hyper, cfg, params.ad_steps, params.log_every, on_chunk=report
+    fitted, _ = refine(
+        start,
+        problem,
+        hyper,
+        cfg,
+        params.ad_steps,
+        params.log_every,
+        opt_state=opt_state,
+        start_step=start_step,
+        on_chunk=on_chunk,
     )
+    ad_loss = np.concatenate(history)
     model = model_intensity(fitted, loose_support, cfg)
     scale = float(jnp.exp(fitted.log_scale))
     if params.ad_steps > 0:
@@ -173,7 +282,7 @@ def reconstruct(
     return Reconstruction(
         obj=obj,
         support=final_support,
-        pr_error=pr_error,
+        pr_error=np.asarray(pr_error),
         ad_loss=ad_loss,
         metrics={
             "error": error,
@@ -184,3 +293,13 @@ def reconstruct(
             "ad_steps": int(params.ad_steps),
         },
     )
+
+
+def _flatten(tree) -> dict[str, np.ndarray]:
+    return {f"ad_leaf_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(tree))}
+
+
+def _unflatten(template, arrays: dict[str, np.ndarray]):
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    loaded = [jnp.asarray(arrays[f"ad_leaf_{i}"], dtype=x.dtype) for i, x in enumerate(leaves)]
+    return jax.tree_util.tree_unflatten(treedef, loaded)

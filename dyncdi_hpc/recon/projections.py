@@ -35,9 +35,10 @@ class ShrinkWrapParams(NamedTuple):
 def modulus_projection(psi: jax.Array, amplitude: jax.Array, measured: jax.Array) -> jax.Array:
     """Replace the far-field modulus by the measured one where measured; keep the phase."""
     f = far_field(psi)
-    mag = jnp.abs(f)
-    projected = jnp.where(measured, amplitude * f / jnp.maximum(mag, 1e-30), f)
-    return jnp.fft.ifftn(projected, norm="ortho")
+    # a real scale on re and im: a complex/real division would become a full complex division
+    power = f.real**2 + f.imag**2
+    scale = jnp.where(measured, amplitude * jax.lax.rsqrt(jnp.maximum(power, 1e-30)), 1.0)
+    return jnp.fft.ifftn(f * scale.astype(f.real.dtype), norm="ortho")
 
 
 def gaussian_blur(x: jax.Array, sigma: jax.Array) -> jax.Array:

@@ -17,3 +17,7 @@ def total_variation(x: jax.Array, eps: float = 1e-6) -> jax.Array:
 def shape_tv(params: CrystalParams) -> jax.Array:
     """Total variation of the shape function S."""
     return total_variation(shape_of(params))
+
+
+# name -> function of the (confined) crystal; its weight is Hyper.<name>_weight
+REGULARISERS = {"tv": shape_tv}

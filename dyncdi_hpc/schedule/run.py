@@ -35,6 +35,7 @@ def execute(
     store: Store,
     profile: ClusterProfile,
     console: Console | None = None,
+    checkpoint_every: int = 0,
 ) -> list[dict]:
     """Run tasks on the profile's cluster; each worker writes its own result; returns summaries."""
     console = console or Console(stderr=True)
@@ -49,6 +50,7 @@ def execute(
                 run_task,
                 str(store.path),
                 task.model_dump_json(),
+                checkpoint_every,
                 key=f"recon-{task.task_id}",
                 pure=False,
                 retries=int(profile.settings.get("retries", 2)),
@@ -66,7 +68,15 @@ def execute(
         with Progress(*columns, console=console, transient=False) as bar:
             handle = bar.add_task("sweep", total=len(futures), status="")
             for future in as_completed(futures):
-                summary = future.result()
+                try:
+                    summary = future.result()
+                except Exception as exc:  # retries exhausted: no result stored, rerun retries
+                    summary = {
+                        "task_id": future.key.removeprefix("recon-"),
+                        "status": "error",
+                        "reason": f"{type(exc).__name__}: {exc}",
+                    }
+                    console.print(f"[red]task {summary['task_id']}: {summary['reason']}")
                 summaries.append(summary)
                 counts[summary["status"]] += 1
                 status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -129,7 +139,9 @@ def run_sweep(
             f"{len(the_plan.tasks)} tasks: {len(the_plan.done)} already done, "
             f"{len(the_plan.todo)} to compute on cluster profile {profile.name!r}"
         )
-        outcome.summaries = execute(the_plan.todo, store, profile, console)
+        outcome.summaries = execute(
+            the_plan.todo, store, profile, console, checkpoint_every=spec.checkpoint_every
+        )
         outcome.counts.update(s["status"] for s in outcome.summaries)
     outcome.merged = merge_store(store, spec.merge)
     outcome.report = write_report(store, report_dir or default_report_dir(store.path))

@@ -6,6 +6,7 @@ Layout::
       inputs/<dataset>     measured or simulated intensities (+ truth), geometry in attrs
       results/<task_id>    one reconstruction, status and metrics in attrs
       merged/<key>         merged ensemble of the best results of one dataset and model
+      checkpoints/<task_id>  latest resumable state of an unfinished task (removed when done)
       _staging/            groups being written; never read
 
 A group is written under _staging/ and renamed into place as a whole: a POSIX rename of a
@@ -31,7 +32,7 @@ from ..errors import DyncdiError
 from ..provenance import now_iso
 
 LAYOUT = "dyncdi-hpc/1"
-SECTIONS = ("inputs", "results", "merged", "_staging")
+SECTIONS = ("inputs", "results", "merged", "checkpoints", "_staging")
 
 
 class Store:
@@ -104,16 +105,27 @@ class Store:
     def _read(self, section: str, name: str) -> xr.Dataset:
         if not (self._group_dir(section, name) / "zarr.json").is_file():
             raise DyncdiError(section, f"no group {name!r} in {str(self.path)!r}")
-        return xr.open_zarr(self.path, group=f"{section}/{name}", consolidated=False).load()
+        # chunks=None: plain lazy arrays, not dask ones; inside a Dask worker a dask-backed
+        # .load() would submit sub-tasks to the cluster the worker belongs to
+        return xr.open_zarr(
+            self.path, group=f"{section}/{name}", consolidated=False, chunks=None
+        ).load()
+
+    def _discard(self, section: str, name: str) -> None:
+        target = self._group_dir(section, name)
+        retired = self.path / "_staging" / f"retired-{name}-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(target, retired)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(retired, ignore_errors=True)
 
     def _write_atomic(self, section: str, name: str, ds: xr.Dataset, replace: bool) -> bool:
         staging = self.path / "_staging" / f"{name}-{uuid.uuid4().hex[:12]}"
         ds.to_zarr(staging, mode="w", zarr_format=3, consolidated=False)
         target = self._group_dir(section, name)
-        if replace and target.exists():
-            retired = self.path / "_staging" / f"retired-{name}-{uuid.uuid4().hex[:12]}"
-            os.rename(target, retired)
-            shutil.rmtree(retired, ignore_errors=True)
+        if replace:
+            self._discard(section, name)
         try:
             os.rename(staging, target)
         except OSError as exc:
@@ -183,15 +195,26 @@ class Store:
 
     def discard_result(self, task_id: str) -> None:
         """Remove a result group (to recompute a failed task); atomic like a write."""
-        target = self._group_dir("results", task_id)
-        if target.exists():
-            retired = self.path / "_staging" / f"retired-{task_id}-{uuid.uuid4().hex[:12]}"
-            os.rename(target, retired)
-            shutil.rmtree(retired, ignore_errors=True)
+        self._discard("results", task_id)
 
     def read_result(self, task_id: str) -> xr.Dataset:
         """Load one result group into memory."""
         return self._read("results", task_id)
+
+    # checkpoints --------------------------------------------------------------------------
+    def write_checkpoint(self, task_id: str, ds: xr.Dataset) -> None:
+        """Replace a task's checkpoint (atomically: the old one stays readable until then)."""
+        self._write_atomic("checkpoints", task_id, ds, replace=True)
+
+    def read_checkpoint(self, task_id: str) -> xr.Dataset | None:
+        """A task's latest checkpoint, or None."""
+        if task_id not in self._names("checkpoints"):
+            return None
+        return self._read("checkpoints", task_id)
+
+    def discard_checkpoint(self, task_id: str) -> None:
+        """Remove a task's checkpoint (after its result is written)."""
+        self._discard("checkpoints", task_id)
 
     # merged ---------------------------------------------------------------------------
     def merged_keys(self) -> list[str]:

@@ -35,7 +35,7 @@ def test_objective_gradient_matches_central_differences(loss, tv_weight):
     with jax.enable_x64(True):
         rng = np.random.default_rng(1)
         geometry, params, problem = _problem(rng)
-        cfg = StepConfig(geometry, "kinematical", loss, 0.1, 0.1, 0.1)
+        cfg = StepConfig(geometry, "kinematical", loss, 0.1, 0.1, 0.1, ("tv",))
         hyper = Hyper(jnp.asarray(tv_weight))
 
         def f(p):
@@ -65,7 +65,7 @@ def test_objective_gradient_matches_central_differences(loss, tv_weight):
 def test_gradient_outside_the_support_is_zero():
     with jax.enable_x64(True):
         geometry, params, problem = _problem(np.random.default_rng(2))
-        cfg = StepConfig(geometry, "kinematical", "poisson", 0.1, 0.1, 0.1)
+        cfg = StepConfig(geometry, "kinematical", "poisson", 0.1, 0.1, 0.1, ("tv",))
         grad = jax.grad(lambda p: objective(p, problem, Hyper(jnp.asarray(0.1)), cfg)[0])(params)
         outside = ~np.asarray(problem.support)
         assert np.all(np.asarray(grad.crystal.logits)[outside] == 0)
