@@ -1,0 +1,22 @@
+"""Performance benchmarks of dyncdi-hpc: `python -m benchmarks run [--quick] [--only NAME]`.
+
+Results go to benchmarks/results/NAME.json; `python -m benchmarks plot` draws them as PNGs.
+To add a benchmark, write a module with `run(quick: bool) -> dict` (see harness.py for what
+the dict holds) and register it in BENCHMARKS; register `plot(result) -> Figure | None` in
+PLOTS if it can be drawn.
+"""
+
+from __future__ import annotations
+
+from . import kernels
+from .harness import Benchmark, Plot
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "kernels": kernels.run,
+}
+
+PLOTS: dict[str, Plot] = {
+    "kernels": kernels.plot,
+}
+
+__all__ = ["BENCHMARKS", "PLOTS"]
