@@ -126,7 +126,7 @@ class ShrinkWrap(Frozen):
 class ReconParams(Frozen):
     """Parameters of one reconstruction; every field can be a sweep axis."""
 
-    model: Literal["kinematical"] = "kinematical"
+    model: Literal["kinematical", "dynamical"] = "kinematical"
     recipe: str = Field(
         "2*(30*ER+170*HIO)+100*ER",
         description="projection phase retrieval before AD, e.g. '3*(20*ER+180*HIO)+20*ER'",

@@ -152,8 +152,16 @@ def _shift_up(v: jax.Array) -> jax.Array:
 
 
 def _march(
-    shape: jax.Array, phase: jax.Array, alpha: jax.Array, chi: Susceptibility, setup: MarchSetup
+    shape: jax.Array,
+    phase: jax.Array | None,
+    alpha: jax.Array,
+    chi: Susceptibility,
+    setup: MarchSetup,
+    weight: jax.Array | None = None,
 ) -> jax.Array:
+    # Either phase (real h.u) or weight (complex S exp(-i h.u), replacing S in chih and
+    # conj(weight) replacing S in chihbar; chi0 keeps S) describes the coupling.
+    weighted = weight is not None
     rdtype = shape.dtype
     cdtype = jnp.complex128 if rdtype == jnp.float64 else jnp.complex64
     nx, nz = shape.shape
@@ -164,7 +172,7 @@ def _march(
     pad = 2 * nblocks * block - nx
     # Vacuum columns on the right change nothing: fields are constant through vacuum.
     shape = jnp.pad(shape, ((0, pad), (0, 0)))
-    phase = jnp.pad(phase, ((0, pad), (0, 0)))
+    coupling = jnp.pad(weight if weighted else phase, ((0, pad), (0, 0)))
 
     kappa = math.pi * setup.step_nm / setup.wavelength_nm  # phase per step per unit chi
     g = jnp.asarray(0.5j * kappa, cdtype)
@@ -178,15 +186,19 @@ def _march(
     def point(s, ph, ramp, r0, rh):
         # trapezoid: (D0, Dh') - g f(D0, Dh') = r, solved by Cramer's rule
         s = s.astype(cdtype)
-        e = _cis(-ph) * ramp
         x0 = chi0 * s
-        ch = chih * s * e
+        if weighted:
+            e = ph * ramp  # ph is the complex weight S exp(-i h.u) here
+            ch = chih * e
+        else:
+            e = _cis(-ph) * ramp
+            ch = chih * s * e
         a = 1.0 - g * x0
         if setup.drop_chihbar:
             d0 = r0 / a
             dh = (g * ch * d0 + rh) / a
             return d0, dh, x0 * d0, ch * d0 + x0 * dh
-        cb = chihbar * s * jnp.conj(e)
+        cb = chihbar * jnp.conj(e) if weighted else chihbar * s * jnp.conj(e)
         det = a * a - g * g * cb * ch
         d0 = (a * r0 + g * cb * rh) / det
         dh = (g * ch * r0 + a * rh) / det
@@ -216,7 +228,7 @@ def _march(
 
     xs = (
         shape.reshape(nblocks, block, 2, nz),
-        phase.reshape(nblocks, block, 2, nz),
+        coupling.reshape(nblocks, block, 2, nz),
         jnp.arange(nblocks * block, dtype=rdtype).reshape(nblocks, block),
     )
     ones = jnp.ones((nz,), cdtype)
@@ -249,6 +261,31 @@ def tt_exit_field(
     dtheta = jnp.asarray(dtheta_rad).astype(shape.dtype)
     alpha = -2.0 * math.sin(2.0 * setup.bragg_angle_rad) * dtheta
     return _march(shape, phase, alpha, chi, setup)
+
+
+@partial(jax.jit, static_argnames=("setup",))
+def tt_exit_field_weighted(
+    shape: jax.Array,
+    weight: jax.Array,
+    dtheta_rad: jax.Array | float,
+    chi: Susceptibility,
+    setup: MarchSetup,
+) -> jax.Array:
+    """tt_exit_field with the coupling given as a complex weight, shape (nrays,), complex.
+
+    weight: (nx, nz) complex, S exp(-i h.u) on the march grid: chih(r) = chih weight,
+    chihbar(r) = chihbar conj(weight), chi0(r) = chi0 shape. With weight = shape exp(-i phase)
+    it is tt_exit_field; a weight interpolated as a complex number between samples keeps the
+    march invariant under 2 pi jumps of the phase, as the kinematical model is.
+    """
+    shape = jnp.asarray(shape)
+    if not jnp.issubdtype(shape.dtype, jnp.floating):
+        shape = shape.astype(jnp.result_type(float))
+    cdtype = jnp.complex128 if shape.dtype == jnp.float64 else jnp.complex64
+    weight = jnp.asarray(weight).astype(cdtype)
+    dtheta = jnp.asarray(dtheta_rad).astype(shape.dtype)
+    alpha = -2.0 * math.sin(2.0 * setup.bragg_angle_rad) * dtheta
+    return _march(shape, None, alpha, chi, setup, weight=weight)
 
 
 @partial(jax.jit, static_argnames=("setup",))

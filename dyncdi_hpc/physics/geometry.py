@@ -14,7 +14,9 @@ Conventions (fixed once, used by every forward model):
   b0 and b1 are not orthogonal: that is the shear of a rocking scan.
 * The detector-conjugate real-space grid has steps a_j with a_i . b_j = 2 pi delta_ij / N_j;
   voxel m sits at r = sum_j a_j (m_j - N_j // 2). The object on this grid is
-  psi = S exp(i h.u), and the kinematical intensity is |DFT(psi)|^2 with the exp(-i q.r) kernel.
+  psi = S exp(i phi) with phi = -h.u (a crystal displaced by u scatters with exp(-i h.u) under
+  the exp(-i q.r) kernel, which is also the coupling chih exp(-i h.u) of the dynamical
+  model), and the kinematical intensity is |DFT(psi)|^2.
 """
 
 from __future__ import annotations
@@ -105,6 +107,14 @@ class Geometry:
         idx = [np.arange(n) - n // 2 for n in self.shape]
         m = np.stack(np.meshgrid(*idx, indexing="ij"), axis=-1).astype(float)
         return m @ self.real_basis.T
+
+    def displacement_nm(self, phase_rad: np.ndarray) -> np.ndarray:
+        """Displacement along h (nm) from the object phase phi = -h.u (rad), any shape."""
+        return -np.asarray(phase_rad) / self.h_nm
+
+    def phase_rad(self, displacement_nm: np.ndarray) -> np.ndarray:
+        """Object phase phi = -h.u (rad) from the displacement along h (nm), any shape."""
+        return -np.asarray(displacement_nm) * self.h_nm
 
     def to_attrs(self) -> dict:
         """JSON-serialisable description (for store provenance)."""

@@ -1,4 +1,4 @@
-"""Kinematical (Born) forward model: intensity = |DFT(S exp(i h.u))|^2 on the conjugate grid.
+"""Kinematical (Born) forward model: intensity = |DFT(S exp(-i h.u))|^2 on the conjugate grid.
 
 Arrays live in FFT order inside the reconstruction (zero frequency at index 0), so the hot
 loop does no shifts: stored datasets (peak at the centre) are ifftshifted once on the way in.
@@ -17,7 +17,7 @@ from .geometry import Geometry
 class CrystalParams(NamedTuple):
     """Free parameters of a crystal on the conjugate grid, each of shape (N0, N1, N2).
 
-    logits: shape S = sigmoid(logits), dimensionless; phase: h.u in rad.
+    logits: shape S = sigmoid(logits), dimensionless; phase: -h.u in rad (geometry.py).
     """
 
     logits: jax.Array
@@ -30,7 +30,7 @@ def shape_of(params: CrystalParams) -> jax.Array:
 
 
 def object_of(params: CrystalParams) -> jax.Array:
-    """Complex object S exp(i h.u), shape (N0, N1, N2)."""
+    """Complex object S exp(i phase) = S exp(-i h.u), shape (N0, N1, N2)."""
     return shape_of(params) * jnp.exp(1j * params.phase)
 
 

@@ -23,7 +23,7 @@ def test_truth_has_a_few_radians_of_phase_inside_a_compact_support(noiseless32):
     assert 2.5 < inside.max() - inside.min() < 3.5
     assert 200 < t.support.sum() < 0.1 * t.support.size
     np.testing.assert_allclose(
-        t.displacement_nm[t.support] * noiseless32.geometry.h_nm, inside, rtol=1e-12
+        -t.displacement_nm[t.support] * noiseless32.geometry.h_nm, inside, rtol=1e-12
     )
 
 

@@ -58,9 +58,10 @@ def _xraylib_chi(
 # by construction (Chantler, in xraydb, keeps the edge sharp: f' = -5.75, f'' = 3.85; xraylib
 # smears it over ~0.1 keV: f' = -4.65, f'' = 3.05), which moves |F_111| by 5%. 0.2 keV above
 # the edge they agree again, which the 9.2 keV case checks.
-CASES = [
-    (m, h, e) for m, h in REFLECTIONS for e in ENERGIES_KEV if (m, e) != ("Cu", 9.0)
-] + [("Cu", (1, 1, 1), 9.2), ("Ni", (1, 1, 1), 8.0)]
+CASES = [(m, h, e) for m, h in REFLECTIONS for e in ENERGIES_KEV if (m, e) != ("Cu", 9.0)] + [
+    ("Cu", (1, 1, 1), 9.2),
+    ("Ni", (1, 1, 1), 8.0),
+]
 
 
 @pytest.mark.parametrize(("material", "hkl", "energy_kev"), CASES)

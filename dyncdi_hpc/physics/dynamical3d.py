@@ -1,0 +1,353 @@
+"""3D dynamical (two-beam Takagi-Taupin) forward model on geometry.py's conjugate grid.
+
+Same interface and output as kinematic.forward: forward(params, geometry) -> intensity of shape
+geometry.shape in FFT order, so a reconstruction switches model by its name in FORWARD_MODELS.
+
+How the conjugate grid meets the march (geometry.py, dynamical.py). The conjugate-grid steps
+are a0 = |a0| uh (along the exit beam), a1 = |a1| z and a2 = |a2| y, because b0 is along x, b1
+along (-sin tB, 0, cos tB) and b2 along y. So every y-slice (index m2) is one independent 2D
+march, and in the march lattice r = O + i D u0 + j D uh the fractional conjugate indices are
+mu0 = -1 + (i + j) / p0 (the march column n = i + j) and mu1 = M - i / r, with p0 = |a0| / D and
+r = c / D an integer, c = |a1| / (2 sin tB). The integer r puts every r-th exit ray exactly
+on a column of voxels (mu1 = m1): the exit-plane spacing of those rays, r D sin 2tB, is the
+detector-conjugate spacing 2 pi / (N1 |b1|), and the rays in between carry the field between
+voxel columns through the march. The step D = c / r is the largest that keeps at least
+points_per_extinction points per coupling length lambda / (pi C |sqrt(chih chihbar)|) and
+points_per_voxel points per voxel along a0.
+
+Per rocking angle dtheta (one march each, alpha = -2 sin 2tB dtheta), the far field at the
+detector pixel (n1, n2), whose q = n0 b0 + n1 b1 + n2 b2, is the 2D DFT over (m1, m2) of the
+exit field on the column rays times exp(-i |h| cos tB D dtheta i): in the weak-scattering
+limit the march's alpha phase supplies exp(-i q.uh j D) and this factor exp(-i q.u0 i D), so
+that each crystal point enters with exp(-i q.r), the kinematical kernel.
+
+Object and twin. The shape S = sigmoid(logits) and psi = S exp(i phase) are interpolated
+bilinearly (psi as a complex number, so 2 pi jumps of the phase change nothing, as in the
+kinematical model) onto the march points; chi0 couples through S, chih through psi and chihbar
+through conj(psi). physics.md's chih(r) = chih S exp(-i h.u) then reads h.u = -phase: the
+kinematical |DFT(S exp(+i phase))|^2 with the exp(-i q.r) kernel is the Born limit of the
+physical crystal with displacement u = -phase / |h| along h, and only this reading gives both
+models the same intensity on the same detector frame (mirroring q instead would flip the sign
+of the rocking angle, which a dynamical rocking curve, asymmetric by refraction, does not
+allow). A uniform expansion e along h is phase = -|h| e z, and moves the rocking curve by
+-tan(tB) e in both models.
+
+Sampling. In the weak limit the exit field on a column ray is the march's sum over its points,
+p0 per voxel along a0, of the interpolated psi times exp(-i q.r); the far field over column
+rays is a plain DFT over m1. A linear interpolant along a0 is the samples convolved with a
+triangle, whose transform sinc^2(pi n0 / N0) would damp the high rocking angles, so psi is
+first divided by it along m0 in Fourier space (a periodic prefilter, like the kinematical DFT;
+the crystal must not touch the m0 faces). The shape S stays linear and in [0, 1].
+
+Normalisation. The far field is divided by kappa C |chih| p0 sqrt(N0 N1 N2), kappa = pi D /
+lambda, so that for chi -> 0 the intensity equals kinematic.forward's with the same parameters
+(to ~1e-3 at points_per_voxel = 2, less at finer steps). Dynamical effects (extinction,
+refraction, absorption) appear as departures from it; a reconstruction fits one global scale.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec
+
+from ..errors import DyncdiError
+from . import dynamical as dyn
+from .geometry import Geometry
+from .kinematic import CrystalParams
+from .materials import BraggCase, Susceptibility, bragg_case
+
+
+@dataclass(frozen=True)
+class DynamicalOptions:
+    """Static settings of the 3D dynamical model (hashable, static under jit).
+
+    points_per_extinction: march points per coupling length along a ray (dynamical.py's
+    accuracy knob, >= 6); points_per_voxel: march points per conjugate voxel along a0 (the
+    sampling of the object along the exit beam, >= 1); drop_chihbar: single scattering with
+    refraction and absorption (no Dh -> D0 back-coupling); checkpoint_block: rematerialise the
+    march in blocks of that many column pairs under reverse mode (0: off); angle_chunk: march
+    that many rocking angles at a time, each chunk rematerialised under reverse mode, so that
+    memory holds one chunk's residuals (0: all angles at once); chi: susceptibilities replacing
+    the database values of the geometry's reflection (None: xraydb through materials.py).
+    """
+
+    points_per_extinction: float = dyn.POINTS_PER_EXTINCTION
+    points_per_voxel: float = 2.0
+    drop_chihbar: bool = False
+    checkpoint_block: int = 0
+    angle_chunk: int = 0
+    chi: Susceptibility | None = None
+
+
+DEFAULT_OPTIONS = DynamicalOptions()
+
+
+@functools.lru_cache(maxsize=64)
+def bragg_case_of(geometry: Geometry, chi: Susceptibility | None = None) -> BraggCase:
+    """The reflection of a geometry (material, hkl, energy, polarisation), cached per geometry."""
+    return bragg_case(
+        geometry.material,
+        geometry.hkl,
+        geometry.energy_kev,
+        polarisation=geometry.polarisation,
+        chi=chi,
+        field_prefix="geometry.",
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class MarchPlan:
+    """Everything static that maps one geometry onto the march (numpy; lengths in nm).
+
+    The march grid is (nx, nz) per y-slice; column n sits at mu0 = -1 + n / p0 and march
+    point [n, k] on ray i = ceil(n / 2) + k at mu1 = M - i / r. col_rays[m1] = r (M - m1) are
+    the exit rays through voxel column m1.
+    """
+
+    case: BraggCase
+    setup: dyn.MarchSetup
+    shape: tuple[int, int, int]
+    p0: float
+    rays_per_column: int
+    nx: int
+    nz: int
+    lo0: np.ndarray  # (nx,) index into the zero-padded m0 axis
+    f0: np.ndarray  # (nx,) weight of lo0 + 1
+    lo1: np.ndarray  # (nx, nz) index into the zero-padded m1 axis
+    f1: np.ndarray  # (nx, nz) weight of lo1 + 1
+    col_rays: np.ndarray  # (N1,) int
+    dtheta: np.ndarray  # (N0,) rocking angles in FFT order (rad)
+    shear: float  # |h| cos tB D: exit-ray phase per ray per rad of rocking
+    triangle_transform: np.ndarray  # (N0,) sinc^2(pi n0 / N0), FFT order
+    norm: float  # kappa C |chih| p0 sqrt(N0 N1 N2)
+
+    @property
+    def points(self) -> int:
+        """March point updates of one forward call."""
+        n0, _, n2 = self.shape
+        return self.nx * self.nz * n0 * n2
+
+
+def _bilinear_axis(mu: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-interpolation (lo, frac) into an axis of n samples zero-padded by one each side.
+
+    Outside (-1, n) both corners point at the zero pad, so the weight is exactly 0 there.
+    """
+    lo = np.floor(mu)
+    frac = mu - lo
+    idx = lo.astype(np.int32) + 1
+    outside = (mu <= -1) | (mu >= n)
+    idx = np.where(outside, 0, idx)
+    frac = np.where(outside, 0.0, frac)
+    return idx, frac
+
+
+@functools.lru_cache(maxsize=64)
+def march_plan(geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS) -> MarchPlan:
+    """The static march plan of a geometry and options (cached)."""
+    if not options.points_per_voxel >= 1:
+        raise DyncdiError(
+            "dynamical.points_per_voxel", f"{options.points_per_voxel}", "give a value >= 1"
+        )
+    if options.angle_chunk < 0 or options.checkpoint_block < 0:
+        raise DyncdiError(
+            "dynamical.angle_chunk",
+            f"angle_chunk {options.angle_chunk}, checkpoint_block {options.checkpoint_block}",
+            "give 0 (off) or a positive count",
+        )
+    case = bragg_case_of(geometry, options.chi)
+    tb = geometry.bragg_angle_rad
+    if abs(case.bragg_angle_rad - tb) > 1e-9:
+        raise DyncdiError("geometry", "materials and geometry disagree on the Bragg angle")
+    basis = geometry.real_basis
+    a0, a1, a2 = (basis[:, j] for j in range(3))
+    uh = np.array([math.cos(tb), 0.0, math.sin(tb)])
+    len0, len1 = float(np.linalg.norm(a0)), float(np.linalg.norm(a1))
+    frame_ok = (
+        np.allclose(a0, len0 * uh, rtol=0, atol=1e-9 * len0)
+        and np.allclose(a1, [0.0, 0.0, len1], rtol=0, atol=1e-9 * len1)
+        and np.allclose(a2[[0, 2]], 0.0, atol=1e-9 * np.linalg.norm(a2))
+    )
+    if not frame_ok:  # geometry.py's frame guarantees it; a changed frame must not pass silently
+        raise DyncdiError("geometry", "the conjugate grid is not (uh, z, y)-aligned")
+    ell = case.extinction_length_ray_nm
+    if not options.points_per_extinction >= dyn.MIN_POINTS_PER_EXTINCTION:
+        raise DyncdiError(
+            "dynamical.points_per_extinction",
+            f"{options.points_per_extinction}",
+            f"give at least {dyn.MIN_POINTS_PER_EXTINCTION}",
+        )
+    c = len1 / (2.0 * math.sin(tb))
+    rays = max(
+        1,
+        math.ceil(c * options.points_per_extinction / ell - 1e-9),
+        math.ceil(c * options.points_per_voxel / len0 - 1e-9),
+    )
+    step = c / rays
+    setup = dyn.march_setup(
+        case,
+        step,
+        drop_chihbar=options.drop_chihbar,
+        checkpoint_block=options.checkpoint_block,
+        field="dynamical.points_per_extinction",
+    )
+    p0 = len0 / step
+    n0, n1, n2 = geometry.shape
+    nx = math.floor(p0 * (n0 + 1) - 1e-9) + 1
+    top_last = (nx - 1) // 2 + (nx - 1) % 2  # first ray of the last column
+    m_top = n1 + max(0, math.ceil((top_last - 1) / rays))
+    nz = rays * (m_top + 1)
+    lo0, f0 = _bilinear_axis(-1.0 + np.arange(nx) / p0, n0)
+    n = np.arange(nx)[:, None]
+    i = n // 2 + n % 2 + np.arange(nz)[None, :]
+    lo1, f1 = _bilinear_axis(m_top - i / rays, n1)
+    col_rays = (rays * (m_top - np.arange(n1))).astype(np.int32)
+    dtheta = np.fft.ifftshift(geometry.rocking_angles_rad)
+    h = geometry.h_nm
+    kappa = math.pi * step / case.wavelength_nm
+    chih = case.polarisation_factor * abs(complex(case.chi.chih))
+    return MarchPlan(
+        case=case,
+        setup=setup,
+        shape=geometry.shape,
+        p0=p0,
+        rays_per_column=rays,
+        nx=nx,
+        nz=nz,
+        lo0=lo0,
+        f0=f0,
+        lo1=lo1,
+        f1=f1,
+        col_rays=col_rays,
+        dtheta=dtheta,
+        shear=h * math.cos(tb) * step,
+        triangle_transform=np.sinc(np.fft.fftfreq(n0)) ** 2,
+        norm=kappa * chih * p0 * math.sqrt(n0 * n1 * n2),
+    )
+
+
+def march_fields(params: CrystalParams, plan: MarchPlan) -> tuple[jax.Array, jax.Array]:
+    """S (real) and psi = S exp(i phase) (complex) on the march grid, each (N2, nx, nz)."""
+    rdtype = params.logits.dtype
+    s = jax.nn.sigmoid(params.logits)
+    psi = s.astype(jnp.complex128 if rdtype == jnp.float64 else jnp.complex64) * lax.complex(
+        jnp.cos(params.phase), jnp.sin(params.phase)
+    )
+
+    def resample(x: jax.Array) -> jax.Array:
+        x = jnp.pad(jnp.moveaxis(x, 2, 0), ((0, 0), (1, 1), (1, 1)))  # (N2, N0 + 2, N1 + 2)
+        f0 = jnp.asarray(plan.f0, x.dtype)[:, None]
+        cols = (1 - f0) * x[:, plan.lo0] + f0 * x[:, plan.lo0 + 1]  # (N2, nx, N1 + 2)
+        f1 = jnp.asarray(plan.f1, x.dtype)
+        lo = jnp.broadcast_to(plan.lo1, (x.shape[0], *plan.lo1.shape))
+        lower = jnp.take_along_axis(cols, lo, axis=2)
+        upper = jnp.take_along_axis(cols, lo + 1, axis=2)
+        return (1 - f1) * lower + f1 * upper
+
+    # Linear interpolation along a0 multiplies the transform by the triangle's sinc^2(omega/2):
+    # dividing psi's DFT along m0 by it first makes the interpolated coupling reproduce the
+    # samples' DFT (the kinematical model) in the weak limit and keeps a linear phase linear
+    # (a uniform strain moves the rocking curve rigidly) instead of damping it between voxels.
+    prefilter = jnp.asarray(1.0 / plan.triangle_transform, psi.dtype)[:, None, None]
+    psi = jnp.fft.ifft(jnp.fft.fft(psi, axis=0) * prefilter, axis=0)
+    return resample(s), resample(psi)
+
+
+def _frames(
+    s_grid: jax.Array, w_grid: jax.Array, dtheta: jax.Array, plan: MarchPlan, chi: Susceptibility
+) -> jax.Array:
+    """Far-field intensity of rocking angles dtheta (A,) (rad): shape (A, N1, N2)."""
+    rdtype = s_grid.dtype
+    march = partial(dyn.tt_exit_field_weighted, chi=chi, setup=plan.setup)
+    per_slice = jax.vmap(march, in_axes=(0, 0, None))  # over y
+
+    def one_angle(dth: jax.Array) -> jax.Array:
+        out = per_slice(s_grid, w_grid, dth)[:, plan.col_rays]  # (N2, N1)
+        rel = jnp.asarray(plan.col_rays - plan.col_rays[0], rdtype)
+        shear = -plan.shear * dth * rel  # exp(-i q.u0 i D), referred to column m1 = 0
+        field = out * lax.complex(jnp.cos(shear), jnp.sin(shear))[None, :]
+        far = jnp.fft.fft2(field.T)  # (N1, N2): column m1 -> detector row n1
+        amp = far * (1.0 / plan.norm)
+        return amp.real**2 + amp.imag**2
+
+    return jax.vmap(one_angle)(dtheta)
+
+
+def _chunked_frames(
+    s_grid: jax.Array, w_grid: jax.Array, dtheta: jax.Array, plan: MarchPlan, chunk: int
+) -> jax.Array:
+    """_frames over the angles, chunk at a time (rematerialised) when chunk > 0."""
+    chi = plan.case.chi
+    n = dtheta.shape[0]
+    if chunk <= 0 or chunk >= n:
+        return _frames(s_grid, w_grid, dtheta, plan, chi)
+    nchunks = -(-n // chunk)
+    padded = jnp.pad(dtheta, (0, nchunks * chunk - n))
+
+    @jax.checkpoint
+    def body(d: jax.Array) -> jax.Array:
+        return _frames(s_grid, w_grid, d, plan, chi)
+
+    frames = lax.map(body, padded.reshape(nchunks, chunk))
+    return frames.reshape(nchunks * chunk, *frames.shape[2:])[:n]
+
+
+@partial(jax.jit, static_argnames=("geometry", "options"))
+def forward(
+    params: CrystalParams, geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS
+) -> jax.Array:
+    """Dynamical intensity (kinematical scale, FFT order) of a crystal, shape geometry.shape.
+
+    params: logits and phase, each (N0, N1, N2) on the conjugate grid (float32 -> complex64
+    march, float64 -> complex128). Equals kinematic.forward for chi -> 0.
+    """
+    plan = march_plan(geometry, options)
+    s_grid, w_grid = march_fields(params, plan)
+    dtheta = jnp.asarray(plan.dtheta, s_grid.dtype)
+    return _chunked_frames(s_grid, w_grid, dtheta, plan, options.angle_chunk)
+
+
+def angle_mesh(devices: list | None = None) -> Mesh:
+    """A 1D device mesh with axis 'angle' over devices (default: every device)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("angle",))
+
+
+@partial(jax.jit, static_argnames=("geometry", "options", "mesh"))
+def forward_sharded(
+    params: CrystalParams,
+    geometry: Geometry,
+    options: DynamicalOptions = DEFAULT_OPTIONS,
+    mesh: Mesh | None = None,
+) -> jax.Array:
+    """forward with the rocking angles sharded over mesh's 'angle' axis (default all devices).
+
+    The crystal is replicated, each device marches its own angles; the result is sharded along
+    axis 0 (angles padded up to a multiple of the device count, then cut).
+    """
+    mesh = mesh if mesh is not None else angle_mesh()
+    plan = march_plan(geometry, options)
+    s_grid, w_grid = march_fields(params, plan)
+    ndev = mesh.shape["angle"]
+    n = plan.dtheta.shape[0]
+    total = -(-n // ndev) * ndev
+    dtheta = jnp.asarray(np.pad(plan.dtheta, (0, total - n)), s_grid.dtype)
+
+    def local(s: jax.Array, w: jax.Array, d: jax.Array) -> jax.Array:
+        return _chunked_frames(s, w, d, plan, options.angle_chunk)
+
+    sharded = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("angle")),
+        out_specs=PartitionSpec("angle"),
+        check_vma=False,  # the march's scan starts from replicated boundary fields
+    )
+    return sharded(s_grid, w_grid, dtheta)[:n]
