@@ -8,15 +8,17 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import kernels
+from . import dynamical, kernels
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
     "kernels": kernels.run,
+    "dynamical": dynamical.run,
 }
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
+    "dynamical": dynamical.plot,
 }
 
 __all__ = ["BENCHMARKS", "PLOTS"]

@@ -92,6 +92,10 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
             f"kind {profile.kind}\n{len(the_plan.todo)} to compute, {len(the_plan.done)} done, "
             f"{len(the_plan.failed)} failed; dry run: nothing submitted"
         )
+        if profile.kind == "slurm":
+            from .schedule.cluster import job_script
+
+            click.echo(f"job script of each worker:\n{job_script(profile)}")
         return
     outcome = run_sweep(
         spec,

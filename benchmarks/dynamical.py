@@ -1,0 +1,196 @@
+"""Cost of the dynamical forward model against the kinematical one: time and memory.
+
+For each grid size N (N^3 voxels, N rocking angles) both models run forward and forward +
+gradient of a Poisson-like scalar on the same crystal, timed side by side; memory is XLA's
+compiled estimate (arguments + outputs + temporaries) from `memory_analysis()`, so sizes that
+would not fit in this machine's memory can still be sized. Scaling exponents are fitted over
+the sizes measured, and the dynamical model's memory is extrapolated to 256^3.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+
+from dyncdi_hpc.config import CrystalConfig, GeometryConfig, SimulateConfig
+from dyncdi_hpc.data.simulate import simulate
+from dyncdi_hpc.physics import dynamical3d, kinematic
+from dyncdi_hpc.physics.kinematic import CrystalParams
+
+from .harness import time_interleaved
+
+SIZES = (16, 32, 64)
+QUICK_SIZES = (16, 32)
+TIMED_GRAD_MAX = 32  # fwd+grad of the dynamical model is only compiled (not run) above this
+OPTIONS = dynamical3d.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
+
+
+def problem(n: int) -> tuple[CrystalParams, Any]:
+    """The demo's 800 nm Au 111 crystal on an n^3 grid (same scan, finer sampling as n grows)."""
+    geometry = GeometryConfig(
+        energy_kev=9.0,
+        shape=(n, n, n),
+        rocking_step_deg=0.005,
+        pixel_size_um=55.0,
+        detector_distance_m=1.0,
+    )
+    g = geometry.build()
+    truth = simulate(SimulateConfig(geometry=geometry, crystal=CrystalConfig(size_nm=800)), g).truth
+    frac = np.clip(truth.amplitude, 1e-3, 1 - 1e-3)
+    params = CrystalParams(
+        jnp.asarray(np.log(frac / (1 - frac)), jnp.float32), jnp.asarray(truth.phase, jnp.float32)
+    )
+    return params, g
+
+
+def _memory_bytes(fn, *args) -> int:
+    stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes)
+
+
+def _fit_exponent(sizes: list[int], values: list[float]) -> float | None:
+    good = [(n, v) for n, v in zip(sizes, values, strict=True) if v and v > 0]
+    if len(good) < 2:
+        return None
+    x, y = np.log([n for n, _ in good]), np.log([v for _, v in good])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+    """Time and memory of both models at each size (N^3 voxels, N rocking angles)."""
+    entries = []
+    for n in sizes:
+        params, geometry = problem(n)
+
+        def kin(p, g=geometry):
+            return kinematic.forward(p, g)
+
+        def dyn(p, g=geometry):
+            return dynamical3d.forward(p, g, OPTIONS)
+
+        def scalar(model):
+            return lambda p: jnp.sum(jnp.sqrt(model(p) + 1e-6))
+
+        kin_grad = jax.jit(jax.grad(scalar(kin)))
+        dyn_grad = jax.jit(jax.grad(scalar(dyn)))
+        calls = {
+            "kinematical_fwd": partial(kin, params),
+            "kinematical_fwd_grad": partial(kin_grad, params),
+            "dynamical_fwd": partial(dyn, params),
+        }
+        if n <= TIMED_GRAD_MAX:
+            calls["dynamical_fwd_grad"] = partial(dyn_grad, params)
+        timings = time_interleaved(calls, repeats=repeats)
+        memory = {
+            "kinematical_fwd": _memory_bytes(kin, params),
+            "kinematical_fwd_grad": _memory_bytes(jax.grad(scalar(kin)), params),
+            "dynamical_fwd": _memory_bytes(dyn, params),
+            "dynamical_fwd_grad": _memory_bytes(jax.grad(scalar(dyn)), params),
+        }
+        times = {k: t.to_json() for k, t in timings.items()}
+        med = {k: t.median_s for k, t in timings.items()}
+        entries.append(
+            {
+                "n": n,
+                "rocking_angles": n,
+                "timings": times,
+                "memory_bytes": memory,
+                "ratio_fwd": med["dynamical_fwd"] / med["kinematical_fwd"],
+                "ratio_fwd_grad": (
+                    med["dynamical_fwd_grad"] / med["kinematical_fwd_grad"]
+                    if "dynamical_fwd_grad" in med
+                    else None
+                ),
+                "ratio_fwd_grad_over_n": (
+                    med["dynamical_fwd_grad"] / med["kinematical_fwd_grad"] / n
+                    if "dynamical_fwd_grad" in med
+                    else None
+                ),
+            }
+        )
+    ns = [e["n"] for e in entries]
+    exponents = {
+        key: _fit_exponent(ns, [e["memory_bytes"][key] for e in entries])
+        for key in entries[0]["memory_bytes"]
+    }
+    time_exponents = {
+        key: _fit_exponent(ns, [e["timings"].get(key, {}).get("median_s") for e in entries])
+        for key in ("kinematical_fwd", "dynamical_fwd", "dynamical_fwd_grad")
+    }
+    last = entries[-1]
+    grad_exp = exponents["dynamical_fwd_grad"] or 3.0
+    extrapolated = last["memory_bytes"]["dynamical_fwd_grad"] * (256 / last["n"]) ** grad_exp
+    table = [
+        {
+            "N": e["n"],
+            "kin fwd ms": 1e3 * e["timings"]["kinematical_fwd"]["median_s"],
+            "kin fwd+grad ms": 1e3 * e["timings"]["kinematical_fwd_grad"]["median_s"],
+            "dyn fwd ms": 1e3 * e["timings"]["dynamical_fwd"]["median_s"],
+            "dyn fwd+grad ms": (
+                1e3 * e["timings"]["dynamical_fwd_grad"]["median_s"]
+                if "dynamical_fwd_grad" in e["timings"]
+                else "not run"
+            ),
+            "fwd+grad ratio / N": e["ratio_fwd_grad_over_n"],
+            "dyn fwd+grad MiB": e["memory_bytes"]["dynamical_fwd_grad"] / 2**20,
+            "kin fwd+grad MiB": e["memory_bytes"]["kinematical_fwd_grad"] / 2**20,
+        }
+        for e in entries
+    ]
+    return {
+        "description": __doc__.strip().splitlines()[0],
+        "options": {
+            "angle_chunk": OPTIONS.angle_chunk,
+            "checkpoint_block": OPTIONS.checkpoint_block,
+            "points_per_extinction": OPTIONS.points_per_extinction,
+            "points_per_voxel": OPTIONS.points_per_voxel,
+        },
+        "memory_source": "XLA compiled memory_analysis: arguments + outputs + temporaries",
+        "sizes": entries,
+        "memory_exponents": exponents,
+        "time_exponents": time_exponents,
+        "dynamical_fwd_grad_memory_256_extrapolated_gib": extrapolated / 2**30,
+        "target": {
+            "fwd_grad_within_2N_of_kinematical": [
+                e["ratio_fwd_grad_over_n"] <= 2 if e["ratio_fwd_grad_over_n"] else None
+                for e in entries
+            ],
+        },
+        "table": table,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Registered entry point: N = 16, 32, 64 (quick: 16, 32)."""
+    return measure(QUICK_SIZES if quick else SIZES, repeats=2 if quick else 3)
+
+
+def plot(result: dict[str, Any]) -> Figure | None:
+    """Time and memory of both models against N, log-log."""
+    entries = result.get("sizes") or []
+    if not entries:
+        return None
+    ns = [e["n"] for e in entries]
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for key in ("kinematical_fwd", "kinematical_fwd_grad", "dynamical_fwd", "dynamical_fwd_grad"):
+        pts = [
+            (n, e["timings"][key]["median_s"])
+            for n, e in zip(ns, entries, strict=True)
+            if key in e["timings"]
+        ]
+        if pts:
+            left.loglog(*zip(*pts, strict=True), marker="o", label=key)
+        right.loglog(ns, [e["memory_bytes"][key] / 2**20 for e in entries], marker="o", label=key)
+    left.set_xlabel("N (N^3 voxels, N rocking angles)")
+    left.set_ylabel("time (s)")
+    left.legend()
+    right.set_xlabel("N")
+    right.set_ylabel("compiled memory estimate (MiB)")
+    right.legend()
+    return figure
