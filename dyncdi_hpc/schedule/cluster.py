@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 PROFILE_DIRS_ENV = "DYNCDI_CLUSTER_CONFIGS"
 KINDS = ("local", "slurm")
 # Keys of dyncdi.cluster, by kind; anything else in a profile or a --set is a typo.
-COMMON_KEYS = {"kind", "retries", "worker_env"}
+COMMON_KEYS = {"kind", "retries", "worker_env", "tls"}
 SLURM_KEYS = COMMON_KEYS | {"config_name", "scale", "adapt", "start_timeout", "watch_interval"}
 # Keyword arguments of Cluster.adapt (distributed.deploy.Adaptive) a profile may give.
 ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
@@ -293,6 +293,23 @@ def job_script(profile: ClusterProfile) -> str:
     return job.job_script()
 
 
+def tls_security():
+    """Temporary self-signed TLS credentials for scheduler, workers and this client.
+
+    Only processes given these credentials (the workers this driver starts) can join or
+    connect: with `tls: true` in a profile nobody else on a shared cluster can submit work to
+    the scheduler or read results off the wire.
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError as exc:
+        raise DyncdiError(
+            "tls", f"TLS needs the cryptography package ({exc})", "pip install cryptography"
+        ) from None
+
+
 def start_cluster(profile: ClusterProfile):
     """Start the profile's cluster; returns a distributed.Client connected to it."""
     if profile.kind == "slurm":
@@ -303,6 +320,8 @@ def start_cluster(profile: ClusterProfile):
     worker_env = {k: str(v) for k, v in profile.settings.get("worker_env", {}).items()}
     if worker_env and kwargs.get("processes", True):
         kwargs["env"] = {**worker_env, **kwargs.get("env", {})}
+    if profile.settings.get("tls"):
+        kwargs.update(security=tls_security(), protocol="tls://")
     try:
         cluster = LocalCluster(**kwargs)
     except TypeError as exc:
@@ -449,8 +468,11 @@ def _start_slurm(profile: ClusterProfile):
     failures: list[str] = []
     started = threading.Event()
     try:
+        extra = {"security": tls_security()} if settings.get("tls") else {}
         cluster = SLURMCluster(
-            config_name=profile.config_name, job_cls=_recording_job_class(failures, started)
+            config_name=profile.config_name,
+            job_cls=_recording_job_class(failures, started),
+            **extra,
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise DyncdiError(f"{profile.path}: jobqueue.{profile.config_name}", str(exc)) from None
