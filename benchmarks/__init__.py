@@ -8,17 +8,20 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import dynamical, kernels
+from . import cohere, distributed, dynamical, kernels
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
     "kernels": kernels.run,
     "dynamical": dynamical.run,
+    "distributed": distributed.run,
+    "cohere": cohere.run,
 }
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
     "dynamical": dynamical.plot,
+    "cohere": cohere.plot,
 }
 
 __all__ = ["BENCHMARKS", "PLOTS"]

@@ -15,7 +15,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict
 
 from .config import ReconParams, stable_hash
-from .data.dataset import GRID_DIMS, Measurement, from_xarray, grid_coords
+from .data.dataset import GRID_DIMS, Measurement, from_xarray
 from .errors import TaskFailed
 from .provenance import now_iso, provenance
 from .recon.pipeline import Checkpoint, Checkpointing, Reconstruction, reconstruct
@@ -61,9 +61,8 @@ def result_dataset(
 ) -> xr.Dataset:
     """Result group: amplitude, phase, support on the conjugate grid, loss histories, attrs."""
     variables = {}
-    coords = {}
+    # no index coordinates: each would add two files per result on a parallel filesystem
     if rec is not None and m is not None:
-        coords = grid_coords(m.geometry)
         variables = {
             "amplitude": xr.Variable(GRID_DIMS, np.abs(rec.obj).astype(np.float32), {"units": "1"}),
             "phase": xr.Variable(GRID_DIMS, np.angle(rec.obj).astype(np.float32), {"units": "rad"}),
@@ -75,7 +74,7 @@ def result_dataset(
             ),
             "ad_loss": xr.Variable(("ad_step",), rec.ad_loss, {"long_name": "AD data loss"}),
         }
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    return xr.Dataset(variables, attrs=attrs)
 
 
 def checkpoint_dataset(c: Checkpoint) -> xr.Dataset:

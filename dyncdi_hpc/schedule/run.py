@@ -45,18 +45,16 @@ def execute(
     summaries: list[dict] = []
     try:
         console.print(f"dask dashboard: {client.dashboard_link}")
-        futures = [
-            client.submit(
-                run_task,
-                str(store.path),
-                task.model_dump_json(),
-                checkpoint_every,
-                key=f"recon-{task.task_id}",
-                pure=False,
-                retries=int(profile.settings.get("retries", 2)),
-            )
-            for task in tasks
-        ]
+        # one map call: the scheduler gets every task in one message
+        futures = client.map(
+            run_task,
+            [str(store.path)] * len(tasks),
+            [task.model_dump_json() for task in tasks],
+            [checkpoint_every] * len(tasks),
+            key=[f"recon-{task.task_id}" for task in tasks],
+            pure=False,
+            retries=int(profile.settings.get("retries", 2)),
+        )
         counts: Counter = Counter()
         columns = (
             TextColumn("[bold]reconstructions"),

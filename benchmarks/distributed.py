@@ -1,0 +1,240 @@
+"""Distributed overhead and scaling: tiny tasks through scheduler and store, 10 s tasks, 1 vs 2
+workers on a real sweep, store throughput and files per result group.
+
+Every measurement runs on a real LocalCluster with worker processes, as `dyncdi sweep` does.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from distributed import Client, LocalCluster, as_completed
+
+from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig
+from dyncdi_hpc.data.dataset import simulated_input
+from dyncdi_hpc.store.zarr_store import Store
+from dyncdi_hpc.sweep import plan
+from dyncdi_hpc.task import TaskSpec, run_task
+
+CLUSTER = {
+    "threads_per_worker": 1,
+    "processes": True,
+    "dashboard_address": None,
+    "host": "127.0.0.1",
+    "env": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"},
+}
+
+
+def tiny_task(store_path: str | None, i: int) -> int:
+    """The smallest useful task: write a 4-voxel result group (or nothing) and return."""
+    if store_path is not None:
+        ds = xr.Dataset({"a": (("x",), np.full(4, i, np.float32))}, attrs={"status": "done"})
+        Store.open(store_path).write_result(f"t{i:06d}", ds)
+    return i
+
+
+def sleeping_task(seconds: float) -> float:
+    """A task that holds its worker for `seconds` (stands for a long reconstruction)."""
+    time.sleep(seconds)
+    return seconds
+
+
+def _run_all(client: Client, futures: list) -> float:
+    start = time.perf_counter()
+    for f in as_completed(futures):
+        f.result()
+        f.release()
+    return time.perf_counter() - start
+
+
+def tiny_tasks(n: int, workers: int, store: bool) -> dict[str, Any]:
+    """Wall time per task for n tiny tasks on `workers` processes, store writes on or off."""
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(n_workers=workers, **CLUSTER) as c:
+        path = str(Store.create(Path(tmp) / "s.zarr").path) if store else None
+        with Client(c) as client:
+            client.submit(tiny_task, None, -1).result()  # workers up and warm
+            start = time.perf_counter()
+            futures = client.map(tiny_task, [path] * n, range(n), pure=False)
+            _run_all(client, futures)
+            wall = time.perf_counter() - start
+        files = sum(len(f) for _, _, f in os.walk(Path(tmp) / "s.zarr" / "results")) if store else 0
+    return {
+        "tasks": n,
+        "workers": workers,
+        "store": store,
+        "wall_s": wall,
+        "per_task_ms": 1e3 * wall / n,
+        "files": files,
+    }
+
+
+def long_tasks(n: int, seconds: float, workers: int) -> dict[str, Any]:
+    """Dask overhead as a fraction of n tasks of `seconds` each on `workers` processes."""
+    with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
+        client.submit(sleeping_task, 0.0).result()
+        start = time.perf_counter()
+        futures = client.map(sleeping_task, [seconds] * n, pure=False)
+        _run_all(client, futures)
+        wall = time.perf_counter() - start
+    ideal = seconds * int(np.ceil(n / workers))
+    return {
+        "tasks": n,
+        "task_s": seconds,
+        "workers": workers,
+        "wall_s": wall,
+        "ideal_s": ideal,
+        "overhead_fraction": (wall - ideal) / ideal,
+    }
+
+
+def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
+    """The same reconstruction sweep on 1 and on 2 worker processes (compilation included)."""
+    walls = {}
+    geometry = GeometryConfig(
+        energy_kev=9.0,
+        shape=(32, 32, 32),
+        rocking_step_deg=0.005,
+        pixel_size_um=55.0,
+        detector_distance_m=1.0,
+    )
+    ds = simulated_input(SimulateConfig(geometry=geometry), "bench")
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store.create(Path(tmp) / "s.zarr")
+            store.write_input("bench", ds)
+            tasks = [
+                TaskSpec(
+                    dataset="bench", fingerprint=ds.attrs["fingerprint"], params=params, seed=s
+                )
+                for s in range(n_tasks)
+            ]
+            with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
+                start = time.perf_counter()
+                futures = [
+                    client.submit(run_task, str(store.path), t.model_dump_json(), 0, pure=False)
+                    for t in tasks
+                ]
+                _run_all(client, futures)
+                walls[workers] = time.perf_counter() - start
+            assert len(plan(tasks, store).done) == n_tasks
+    return {
+        "tasks": n_tasks,
+        "wall_1_worker_s": walls[1],
+        "wall_2_workers_s": walls[2],
+        "speedup": walls[1] / walls[2],
+    }
+
+
+def store_throughput(n_groups: int, n: int) -> dict[str, Any]:
+    """Write and read of result-like groups (amplitude, phase, support on n^3) from one process."""
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "amplitude": (("x0", "x1", "x2"), rng.random((n, n, n), np.float32)),
+            "phase": (("x0", "x1", "x2"), rng.random((n, n, n), np.float32)),
+            "support": (("x0", "x1", "x2"), rng.random((n, n, n)) > 0.5),
+        },
+        attrs={"status": "done"},
+    )
+    megabytes = ds.nbytes / 2**20
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.create(Path(tmp) / "s.zarr")
+        start = time.perf_counter()
+        for i in range(n_groups):
+            store.write_result(f"g{i}", ds)
+        write = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(n_groups):
+            store.read_result(f"g{i}")
+        read = time.perf_counter() - start
+        files = sum(len(f) for _, _, f in os.walk(Path(tmp) / "s.zarr" / "results" / "g0"))
+    return {
+        "groups": n_groups,
+        "n": n,
+        "group_mib": megabytes,
+        "write_groups_per_s": n_groups / write,
+        "write_mib_per_s": n_groups * megabytes / write,
+        "read_groups_per_s": n_groups / read,
+        "read_mib_per_s": n_groups * megabytes / read,
+        "files_per_group": files,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Registered entry point (quick: 1,000 tiny tasks, 2 s long tasks, 4-task sweep)."""
+    n_tiny = 1000 if quick else 10_000
+    tiny = [tiny_tasks(n_tiny, 2, store=False), tiny_tasks(n_tiny, 2, store=True)]
+    long = long_tasks(4, 2.0 if quick else 10.0, 2)
+    params = ReconParams(recipe="20*ER+180*HIO+50*ER", ad_steps=300)
+    speed = sweep_speedup(4 if quick else 8, params)
+    throughput = [store_throughput(20, 32), store_throughput(10, 64)]
+    table = [
+        {
+            "measure": f"tiny tasks, store {'on' if t['store'] else 'off'} ({t['tasks']})",
+            "value": t["per_task_ms"],
+            "unit": "ms/task",
+            "target": "< 5",
+            "met": t["per_task_ms"] < 5 if t["store"] else None,
+        }
+        for t in tiny
+    ]
+    table.append(
+        {
+            "measure": f"overhead on {long['task_s']:.0f} s tasks",
+            "value": 100 * long["overhead_fraction"],
+            "unit": "%",
+            "target": "< 2",
+            "met": long["overhead_fraction"] < 0.02,
+        }
+    )
+    table.append(
+        {
+            "measure": f"speedup 2 vs 1 workers ({speed['tasks']}-task sweep)",
+            "value": speed["speedup"],
+            "unit": "x",
+            "target": ">= 1.8",
+            "met": speed["speedup"] >= 1.8,
+        }
+    )
+    for t in throughput:
+        table.append(
+            {
+                "measure": f"store write, {t['n']}^3 result groups",
+                "value": t["write_groups_per_s"],
+                "unit": "groups/s",
+                "target": "",
+                "met": None,
+            }
+        )
+        table.append(
+            {
+                "measure": f"store read, {t['n']}^3 result groups",
+                "value": t["read_groups_per_s"],
+                "unit": "groups/s",
+                "target": "",
+                "met": None,
+            }
+        )
+    table.append(
+        {
+            "measure": "files per result group",
+            "value": throughput[0]["files_per_group"],
+            "unit": "files",
+            "target": "",
+            "met": None,
+        }
+    )
+    return {
+        "description": __doc__.strip().splitlines()[0],
+        "tiny_tasks": tiny,
+        "long_tasks": long,
+        "sweep_speedup": speed,
+        "store_throughput": throughput,
+        "table": table,
+    }
