@@ -1,4 +1,5 @@
-"""AD refinement: optax Adam on shape logits, phase and a global scale.
+"""AD refinement: optax Adam on shape logits, phase, a global scale and (optionally) the
+log-widths of a Gaussian coherence function.
 
 The step is one jitted function; a run is a host loop over jitted chunks of log_every steps,
 so values reach the host only at logging intervals.
@@ -19,15 +20,18 @@ from ..errors import TaskFailed
 from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams
 from ..physics.models import FORWARD_MODELS
+from .coherence import blur
 from .losses import LOSSES
 from .regularisers import REGULARISERS
 
 
 class ADParams(NamedTuple):
-    """Everything AD fits: the crystal and the log of the global amplitude scale."""
+    """Everything AD fits: the crystal, the log of the global amplitude scale and, with partial
+    coherence, the log of the coherence function's widths (3,) in pixels (else None)."""
 
     crystal: CrystalParams
     log_scale: jax.Array
+    log_widths: jax.Array | None = None
 
 
 class Problem(NamedTuple):
@@ -58,6 +62,8 @@ class StepConfig(NamedTuple):
 
     regularisers names the terms in the objective; their weights are traced (Hyper), so a
     sweep over weights compiles once, and a term with weight 0 is left out, not computed.
+    coherence switches the partially coherent model on (ADParams.log_widths fitted); off, the
+    compiled step is the coherent one.
     """
 
     geometry: Geometry
@@ -67,26 +73,34 @@ class StepConfig(NamedTuple):
     lr_phase: float
     lr_scale: float
     regularisers: tuple[str, ...] = ()
+    coherence: bool = False
+    lr_coherence: float = 1e-2
 
 
 def make_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
-    """Adam with one learning rate per parameter group (shape logits, phase, scale)."""
-    labels = ADParams(CrystalParams("shape", "phase"), "scale")
-    return optax.multi_transform(
-        {
-            "shape": optax.adam(cfg.lr_shape),
-            "phase": optax.adam(cfg.lr_phase),
-            "scale": optax.adam(cfg.lr_scale),
-        },
-        labels,
+    """Adam with one learning rate per parameter group (shape logits, phase, scale, widths)."""
+    labels = ADParams(
+        CrystalParams("shape", "phase"), "scale", "coherence" if cfg.coherence else None
     )
+    transforms = {
+        "shape": optax.adam(cfg.lr_shape),
+        "phase": optax.adam(cfg.lr_phase),
+        "scale": optax.adam(cfg.lr_scale),
+    }
+    if cfg.coherence:
+        transforms["coherence"] = optax.adam(cfg.lr_coherence)
+    return optax.multi_transform(transforms, labels)
 
 
 def model_intensity(params: ADParams, support: jax.Array, cfg: StepConfig) -> jax.Array:
-    """Scaled modelled intensity (FFT order), shape geometry.shape."""
+    """Scaled modelled intensity (FFT order), shape geometry.shape; blurred by the coherence
+    function when cfg.coherence."""
     forward = FORWARD_MODELS[cfg.model]
     crystal = confined(params.crystal, support)
-    return forward(crystal, cfg.geometry) * jnp.exp(2.0 * params.log_scale)
+    intensity = forward(crystal, cfg.geometry) * jnp.exp(2.0 * params.log_scale)
+    if cfg.coherence:
+        intensity = blur(intensity, jnp.exp(params.log_widths))
+    return intensity
 
 
 def objective(

@@ -1,4 +1,4 @@
-"""One reconstruction from measured intensities: recipe of ER/HIO, then AD refinement."""
+"""One reconstruction from measured intensities: recipe of ER/HIO/RAAR, then AD refinement."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..errors import TaskFailed
 from ..merge.align import support_of
 from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams, shape_of
+from .coherence import CoherenceFit, blur
 from .losses import LOSSES
 from .optimise import (
     ADParams,
@@ -32,6 +33,7 @@ from .projections import (
     gaussian_blur,
     random_start,
     run_block,
+    shrink_wrap,
 )
 from .recipe import ALGORITHMS, parse_recipe
 
@@ -42,8 +44,9 @@ Progress = Callable[[str, int, float], None]
 class Checkpoint:
     """Resumable state of a reconstruction after `step` iterations of `stage` ("pr" or "ad").
 
-    arrays holds host copies: for "pr" psi, support, pr_error; for "ad" also the AD parameter
-    and optimiser-state leaves (ad_leaf_<i>) and ad_loss.
+    arrays holds host copies: for "pr" psi, support, pr_error (and coherence_widths with
+    partial coherence); for "ad" also the AD parameter and optimiser-state leaves (ad_leaf_<i>)
+    and ad_loss.
     """
 
     stage: str
@@ -68,7 +71,11 @@ class Checkpointing:
 
 @dataclass(frozen=True)
 class Reconstruction:
-    """A finished reconstruction, centred on the array, on the conjugate grid (N0, N1, N2)."""
+    """A finished reconstruction, centred on the array, on the conjugate grid (N0, N1, N2).
+
+    metrics: error, loss, scale, support_voxels, pr_iterations, ad_steps, and with partial
+    coherence the fitted widths coherence_width_0..2 (pixels along rocking, row, column).
+    """
 
     obj: np.ndarray
     support: np.ndarray
@@ -80,6 +87,11 @@ class Reconstruction:
 def to_fft_order(x: np.ndarray) -> np.ndarray:
     """Peak-centred detector array -> FFT order (zero frequency at index 0)."""
     return np.fft.ifftshift(x)
+
+
+def state_dtype(amplitude: jax.Array) -> jnp.dtype:
+    """Complex dtype of the phase-retrieval object for amplitudes of amplitude.dtype."""
+    return jnp.result_type(amplitude.dtype, jnp.complex64)
 
 
 def centre_roll(support: np.ndarray) -> tuple[int, ...]:
@@ -99,12 +111,24 @@ def phase_retrieval(
     params: ReconParams,
     progress: Progress | None = None,
     checkpointing: Checkpointing = Checkpointing(),
-) -> tuple[jax.Array, jax.Array, np.ndarray]:
-    """Run the recipe from a random start (or a checkpoint); returns object, support, errors."""
+    *,
+    start: np.ndarray | None = None,
+) -> tuple[jax.Array, jax.Array, np.ndarray, jax.Array | None]:
+    """Run the recipe from a random start, a given start object, or a checkpoint.
+
+    start: complex (N0, N1, N2) on the conjugate grid, centred like Reconstruction.obj (any
+    scale); its shrink-wrap support (sigma_start, threshold) is the first support.
+    Returns object, support, errors and the fitted coherence widths (3,) px (None if coherent).
+    """
     blocks = parse_recipe(params.recipe)
     total = sum(n for _, n in blocks)
     sw = params.shrinkwrap
-    shrinkwrap = ShrinkWrapParams(sw.every, sw.threshold, sw.sigma_start, sw.sigma_end)
+    shrinkwrap = ShrinkWrapParams(sw.every, sw.threshold, sw.sigma_start, sw.sigma_end, sw.start)
+    coherence = (
+        None
+        if params.coherence is None
+        else CoherenceFit(params.coherence_every, params.coherence_start)
+    )
     resume = checkpointing.resume
     if resume is not None and resume.stage == "pr":
         done = resume.step
@@ -112,15 +136,23 @@ def phase_retrieval(
             jnp.asarray(resume.arrays["psi"]),
             jnp.asarray(resume.arrays["support"]),
             jnp.asarray(done, jnp.int32),
+            None if coherence is None else jnp.asarray(resume.arrays["coherence_widths"]),
         )
         errors = list(resume.arrays["pr_error"])
+    elif start is not None:
+        psi = jnp.asarray(to_fft_order(np.asarray(start)), state_dtype(amplitude))
+        support = shrink_wrap(psi, jnp.asarray(sw.sigma_start), sw.threshold)
+        state = PRState(psi * support, support, jnp.asarray(0, jnp.int32))
+        errors, done = [], 0
     else:
         state, errors, done = random_start(key, amplitude, measured), [], 0
-    start = done
+    if done == 0 and coherence is not None:
+        state = state._replace(widths=jnp.asarray(params.coherence, amplitude.dtype))
+    skip = done
     for name, n in blocks:
         # skip what a checkpoint already did; chunk boundaries stay where an unbroken run has them
-        remaining = n - min(n, start)
-        start = max(0, start - n)
+        remaining = n - min(n, skip)
+        skip = max(0, skip - n)
         while remaining > 0:
             chunk = min(params.log_every, remaining)
             state = run_block(
@@ -132,10 +164,12 @@ def phase_retrieval(
                 jnp.asarray(params.hio_beta, amplitude.dtype),
                 jnp.asarray(total),
                 shrinkwrap,
+                jnp.asarray(params.raar_beta, amplitude.dtype),
+                coherence,
             )
             remaining -= chunk
             before, done = done, done + chunk
-            err = float(fourier_error(state.psi * state.support, amplitude, measured))
+            err = float(fourier_error(state.psi * state.support, amplitude, measured, state.widths))
             if not np.isfinite(err):
                 raise TaskFailed(f"phase retrieval error became non-finite at iteration {done}")
             if not bool(jnp.any(state.support)):
@@ -151,12 +185,22 @@ def phase_retrieval(
                     "support": np.asarray(state.support),
                     "pr_error": np.asarray(errors),
                 }
+                if state.widths is not None:
+                    arrays["coherence_widths"] = np.asarray(state.widths)
                 checkpointing.save(Checkpoint("pr", done, arrays))
-    return state.psi * state.support, state.support, np.asarray(errors)
+    return state.psi * state.support, state.support, np.asarray(errors), state.widths
 
 
-def ad_start(psi: jax.Array, support: jax.Array, data: jax.Array, measured: jax.Array) -> ADParams:
-    """AD start from a projection result: logits from |psi|, its phase, least-squares scale."""
+def ad_start(
+    psi: jax.Array,
+    support: jax.Array,
+    data: jax.Array,
+    measured: jax.Array,
+    widths: jax.Array | None = None,
+) -> ADParams:
+    """AD start from a projection result: logits from |psi|, its phase, least-squares scale,
+    and the log of the coherence widths (3,) px when given (the blur keeps the total, so the
+    scale is the same)."""
     mag = jnp.abs(psi)
     level = jnp.quantile(jnp.where(support, mag, 0.0), 0.97)
     level = jnp.where(level > 0, level, jnp.max(mag))
@@ -165,7 +209,8 @@ def ad_start(psi: jax.Array, support: jax.Array, data: jax.Array, measured: jax.
     model = jnp.abs(jnp.fft.fftn(shape_of(crystal) * jnp.exp(1j * crystal.phase), norm="ortho"))
     ratio = jnp.sum(jnp.where(measured, data, 0.0)) / jnp.sum(jnp.where(measured, model**2, 0.0))
     log_scale = 0.5 * jnp.log(ratio)
-    return ADParams(crystal=crystal, log_scale=log_scale.astype(data.dtype))
+    log_widths = None if widths is None else jnp.log(widths).astype(data.dtype)
+    return ADParams(crystal=crystal, log_scale=log_scale.astype(data.dtype), log_widths=log_widths)
 
 
 def step_config(geometry: Geometry, params: ReconParams) -> StepConfig:
@@ -178,6 +223,8 @@ def step_config(geometry: Geometry, params: ReconParams) -> StepConfig:
         lr_phase=params.lr_phase,
         lr_scale=params.lr_scale,
         regularisers=("tv",) if params.tv_weight > 0 else (),
+        coherence=params.coherence is not None,
+        lr_coherence=params.lr_coherence,
     )
 
 
@@ -187,9 +234,16 @@ def ad_problem(
     data: jax.Array,
     measured: jax.Array,
     params: ReconParams,
+    widths: jax.Array | None = None,
 ) -> tuple[ADParams, Problem, Hyper]:
-    """AD start, problem (data, measured, loose support) and traced weights from a PR result."""
-    start = ad_start(psi, support, data, measured)
+    """AD start, problem (data, measured, loose support) and traced weights from a PR result.
+
+    widths: coherence widths (3,) px from phase retrieval; with partial coherence and none
+    given, the initial ones of params.
+    """
+    if widths is None and params.coherence is not None:
+        widths = jnp.asarray(params.coherence, data.dtype)
+    start = ad_start(psi, support, data, measured, widths)
     loose_support = gaussian_blur(support.astype(data.dtype), jnp.asarray(1.0)) > 0.1
     problem = Problem(data=data, measured=measured, support=loose_support)
     hyper = Hyper(tv_weight=jnp.asarray(params.tv_weight, data.dtype))
@@ -205,8 +259,13 @@ def reconstruct(
     key: jax.Array,
     progress: Progress | None = None,
     checkpointing: Checkpointing = Checkpointing(),
+    start: np.ndarray | None = None,
 ) -> Reconstruction:
-    """Reconstruct a crystal from peak-centred intensities (N0, N1, N2); mask True = ignored."""
+    """Reconstruct a crystal from peak-centred intensities (N0, N1, N2); mask True = ignored.
+
+    start: an object (complex, (N0, N1, N2), centred like Reconstruction.obj) to begin phase
+    retrieval from instead of random phases (e.g. a bred child of a previous generation).
+    """
     if intensity.shape != geometry.shape:
         raise ValueError(f"intensity shape {intensity.shape} != geometry shape {geometry.shape}")
     data = jnp.asarray(to_fft_order(intensity))
@@ -220,17 +279,18 @@ def reconstruct(
         psi = jnp.asarray(resume.arrays["psi"])
         support = jnp.asarray(resume.arrays["support"])
         pr_error = resume.arrays["pr_error"]
+        widths = None  # the AD leaves of the checkpoint hold the fitted widths
     else:
         pr_key, _ = jax.random.split(key)
-        psi, support, pr_error = phase_retrieval(
-            pr_key, amplitude, measured, params, progress, checkpointing
+        psi, support, pr_error, widths = phase_retrieval(
+            pr_key, amplitude, measured, params, progress, checkpointing, start=start
         )
-    start, problem, hyper = ad_problem(psi, support, data, measured, params)
+    initial, problem, hyper = ad_problem(psi, support, data, measured, params, widths)
     loose_support = problem.support
-    opt_state = init_state(start, cfg)
+    opt_state = init_state(initial, cfg)
     start_step, ad_history = 0, np.zeros(0, np.float32)
     if resume is not None and resume.stage == "ad":
-        start, opt_state = _unflatten((start, opt_state), resume.arrays)
+        initial, opt_state = _unflatten((initial, opt_state), resume.arrays)
         start_step, ad_history = resume.step, resume.arrays["ad_loss"]
     history = [ad_history]
 
@@ -249,7 +309,7 @@ def reconstruct(
             checkpointing.save(Checkpoint("ad", step, arrays))
 
     fitted, _ = refine(
-        start,
+        initial,
         problem,
         hyper,
         cfg,
@@ -262,6 +322,7 @@ def reconstruct(
     ad_loss = np.concatenate(history)
     model = model_intensity(fitted, loose_support, cfg)
     scale = float(jnp.exp(fitted.log_scale))
+    widths = None if fitted.log_widths is None else jnp.exp(fitted.log_widths)
     if params.ad_steps > 0:
         crystal = confined(fitted.crystal, loose_support)
         obj = np.asarray(shape_of(crystal) * jnp.exp(1j * crystal.phase))
@@ -270,6 +331,7 @@ def reconstruct(
         obj = np.asarray(psi)
         final_support = support_of(obj)
         model = jnp.abs(jnp.fft.fftn(psi, norm="ortho")) ** 2
+        model = model if widths is None else blur(model, widths)
         scale = 1.0
     error = float(jnp.sum(jnp.where(measured, (jnp.sqrt(model) - amplitude) ** 2, 0.0)))
     error /= float(jnp.sum(jnp.where(measured, data, 0.0)))
@@ -291,6 +353,11 @@ def reconstruct(
             "support_voxels": int(final_support.sum()),
             "pr_iterations": int(sum(n for _, n in parse_recipe(params.recipe))),
             "ad_steps": int(params.ad_steps),
+            **(
+                {}
+                if widths is None
+                else {f"coherence_width_{j}": float(w) for j, w in enumerate(np.asarray(widths))}
+            ),
         },
     )
 

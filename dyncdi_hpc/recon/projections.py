@@ -1,7 +1,10 @@
-"""Projection phase retrieval: error reduction (ER) and hybrid input-output (HIO) with shrink-wrap.
+"""Projection phase retrieval: ER, HIO and RAAR with shrink-wrap, optionally partially coherent.
 
 One jitted loop serves every block of a recipe: the algorithm is a traced code, so a whole
-recipe compiles once per problem shape.
+recipe compiles once per problem shape. With P the modulus projection and psi the iterate,
+every algorithm keeps P psi inside the support and sets c0 psi + c1 P psi outside it:
+ER (0, 0), HIO (1, -beta), RAAR (beta, 1 - 2 beta) (Luke, Inverse Problems 21, 37, 2005).
+Partial coherence is a static switch: off, the compiled loop is the fully coherent one.
 """
 
 from __future__ import annotations
@@ -12,24 +15,31 @@ import jax
 import jax.numpy as jnp
 
 from ..physics.kinematic import far_field
+from .coherence import CoherenceFit, blur, fit_widths
 from .recipe import ALGORITHMS
 
 
 class PRState(NamedTuple):
-    """Phase-retrieval state: object (complex, FFT-order grid), support (bool), iteration count."""
+    """Phase-retrieval state: object (complex, FFT-order grid), support (bool), iteration count.
+
+    widths: coherence-function widths (3,) in pixels, or None for a fully coherent model.
+    """
 
     psi: jax.Array
     support: jax.Array
     iteration: jax.Array
+    widths: jax.Array | None = None
 
 
 class ShrinkWrapParams(NamedTuple):
-    """Shrink-wrap schedule: every (iterations), threshold (of max), sigmas (voxels)."""
+    """Shrink-wrap schedule: every (iterations), threshold (of max), sigmas (voxels), and the
+    first iteration at which the support may change."""
 
     every: int
     threshold: float
     sigma_start: float
     sigma_end: float
+    start: int = 0
 
 
 def modulus_projection(psi: jax.Array, amplitude: jax.Array, measured: jax.Array) -> jax.Array:
@@ -38,6 +48,19 @@ def modulus_projection(psi: jax.Array, amplitude: jax.Array, measured: jax.Array
     # a real scale on re and im: a complex/real division would become a full complex division
     power = f.real**2 + f.imag**2
     scale = jnp.where(measured, amplitude * jax.lax.rsqrt(jnp.maximum(power, 1e-30)), 1.0)
+    return jnp.fft.ifftn(f * scale.astype(f.real.dtype), norm="ortho")
+
+
+def partial_modulus_projection(
+    psi: jax.Array, amplitude: jax.Array, measured: jax.Array, widths: jax.Array
+) -> jax.Array:
+    """Modulus projection against the blurred model: scale F by A / sqrt(I * g) where measured.
+
+    widths: coherence-function widths (3,), pixels (Clark et al. 2012, PyNX's psf mode).
+    """
+    f = far_field(psi)
+    model = blur(f.real**2 + f.imag**2, widths)
+    scale = jnp.where(measured, amplitude * jax.lax.rsqrt(jnp.maximum(model, 1e-30)), 1.0)
     return jnp.fft.ifftn(f * scale.astype(f.real.dtype), norm="ortho")
 
 
@@ -85,7 +108,7 @@ def random_start(key: jax.Array, amplitude: jax.Array, measured: jax.Array) -> P
     return PRState(psi * support, support, jnp.asarray(0, jnp.int32))
 
 
-@jax.jit(static_argnames="shrinkwrap")
+@jax.jit(static_argnames=("shrinkwrap", "coherence"))
 def run_block(
     state: PRState,
     amplitude: jax.Array,
@@ -95,30 +118,76 @@ def run_block(
     beta: jax.Array,
     total_iter: jax.Array,
     shrinkwrap: ShrinkWrapParams,
+    raar_beta: jax.Array | float = 0.9,
+    coherence: CoherenceFit | None = None,
 ) -> PRState:
-    """Run n_iter iterations of one algorithm (index into ALGORITHMS) with shrink-wrap."""
-    is_hio = algorithm == ALGORITHMS.index("HIO")
+    """Run n_iter iterations of one algorithm (index into ALGORITHMS) with shrink-wrap.
+
+    beta is HIO's feedback, raar_beta RAAR's relaxation. With coherence (a static schedule;
+    state.widths then holds the widths) the modulus constraint is applied to the blurred
+    model from iteration coherence.start on, and the widths are refitted every coherence.every
+    iterations from then on.
+    """
+    # outside-support coefficients (of psi, of P psi), one row per entry of ALGORITHMS
+    dtype = amplitude.dtype
+    rows = {
+        "ER": jnp.zeros(2, dtype),
+        "HIO": jnp.stack([jnp.ones((), dtype), -jnp.asarray(beta, dtype)]),
+        "RAAR": jnp.stack([raar_beta, 1 - 2 * jnp.asarray(raar_beta)]).astype(dtype),
+    }
+    coefficients = jnp.stack([rows[name] for name in ALGORITHMS])[algorithm]
 
     def body(_, s: PRState) -> PRState:
-        p = modulus_projection(s.psi, amplitude, measured)
-        outside = jnp.where(is_hio, s.psi - beta * p, 0.0)
-        psi = jnp.where(s.support, p, outside)
+        if coherence is None:
+            p = modulus_projection(s.psi, amplitude, measured)
+        else:
+            # coherent until coherence.start: the blurred constraint is not a projection, and
+            # from a random start it sharpens speckles without bound instead of finding them
+            active = s.iteration >= coherence.start
+            widths = jnp.where(active, s.widths, 0.0)
+            p = partial_modulus_projection(s.psi, amplitude, measured, widths)
+        psi = jnp.where(s.support, p, coefficients[0] * s.psi + coefficients[1] * p)
         it = s.iteration + 1
         frac = jnp.clip(it / jnp.maximum(total_iter, 1), 0.0, 1.0)
         sigma = shrinkwrap.sigma_start + frac * (shrinkwrap.sigma_end - shrinkwrap.sigma_start)
         support = jax.lax.cond(
-            it % shrinkwrap.every == 0,
+            (it % shrinkwrap.every == 0) & (it >= shrinkwrap.start),
             lambda: shrink_wrap(psi, sigma, shrinkwrap.threshold),
             lambda: s.support,
         )
-        return PRState(psi, support, it)
+        widths = s.widths
+        if coherence is not None:
+            widths = jax.lax.cond(
+                (it % coherence.every == 0) & (it >= coherence.start),
+                lambda: _refit_widths(psi * s.support, amplitude, measured, s.widths, coherence),
+                lambda: s.widths,
+            )
+        return PRState(psi, support, it, widths)
 
     return jax.lax.fori_loop(0, n_iter, body, state)
 
 
+def _refit_widths(
+    estimate: jax.Array,
+    amplitude: jax.Array,
+    measured: jax.Array,
+    widths: jax.Array,
+    coherence: CoherenceFit,
+) -> jax.Array:
+    f = far_field(estimate)
+    return fit_widths(f.real**2 + f.imag**2, amplitude, measured, widths, coherence.steps)
+
+
 @jax.jit
-def fourier_error(psi: jax.Array, amplitude: jax.Array, measured: jax.Array) -> jax.Array:
-    """Normalised far-field amplitude error sum((|F| - A)^2) / sum(A^2) over measured voxels."""
-    mag = jnp.abs(far_field(psi))
+def fourier_error(
+    psi: jax.Array, amplitude: jax.Array, measured: jax.Array, widths: jax.Array | None = None
+) -> jax.Array:
+    """Normalised far-field amplitude error sum((|F| - A)^2) / sum(A^2) over measured voxels.
+
+    With coherence widths (3,) px, |F| is the square root of the blurred model intensity.
+    """
+    f = far_field(psi)
+    power = f.real**2 + f.imag**2
+    mag = jnp.sqrt(power if widths is None else blur(power, widths))
     num = jnp.sum(jnp.where(measured, (mag - amplitude) ** 2, 0.0))
     return num / jnp.sum(jnp.where(measured, amplitude**2, 0.0))

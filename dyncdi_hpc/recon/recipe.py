@@ -1,10 +1,14 @@
-"""Recipes of projection algorithms, e.g. "3*(20*ER+180*HIO)+20*ER", parsed and validated."""
+"""Recipes of projection algorithms, e.g. "3*(20*ER+180*HIO)+20*ER", parsed and validated.
+
+Steps: ER (error reduction), HIO (hybrid input-output, ReconParams.hio_beta) and RAAR (relaxed
+averaged alternating reflections, ReconParams.raar_beta); names are case-insensitive.
+"""
 
 from __future__ import annotations
 
 import re
 
-ALGORITHMS = ("ER", "HIO")
+ALGORITHMS = ("ER", "HIO", "RAAR")
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z]+)|(.))")
 
@@ -42,10 +46,15 @@ def parse_recipe(text: str) -> tuple[tuple[str, int], ...]:
             if repeat < 1:
                 fail(f"count {repeat} must be at least 1")
             pos += 1
+            if peek()[2] in (".", ","):
+                fail(f"count {count}{peek()[2]}... must be a whole number")
             if peek()[2] != "*":
                 fail(f"expected '*' after {count}")
             pos += 1
-            count, name, sym = peek()
+            after, name, sym = peek()
+            if name is None and sym != "(":
+                found = "the end" if after is None and sym is None else repr(after or sym)
+                fail(f"expected a step or '(' after '{count}*', found {found}")
         if name is not None:
             if name.upper() not in ALGORITHMS:
                 fail(f"unknown step {name!r}")

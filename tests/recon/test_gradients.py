@@ -70,3 +70,34 @@ def test_gradient_outside_the_support_is_zero():
         outside = ~np.asarray(problem.support)
         assert np.all(np.asarray(grad.crystal.logits)[outside] == 0)
         assert np.all(np.isfinite(np.asarray(grad.crystal.logits)))
+
+
+@pytest.mark.parametrize("loss", ["poisson", "amplitude"])
+def test_coherence_width_gradient_matches_central_differences(loss):
+    """The log-widths of the coherence function, and every other parameter through the blur."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(4)
+        geometry, params, problem = _problem(rng)
+        params = params._replace(log_widths=jnp.log(jnp.asarray([0.6, 1.1, 0.8])))
+        cfg = StepConfig(geometry, "kinematical", loss, 0.1, 0.1, 0.1, (), coherence=True)
+        hyper = Hyper(jnp.asarray(0.0))
+
+        def f(p):
+            return objective(p, problem, hyper, cfg)[0]
+
+        grad = jax.grad(f)(params)
+        flat, unravel = ravel_pytree(params)
+        gflat, _ = ravel_pytree(grad)
+        assert flat.dtype == jnp.float64
+        for k in range(2):
+            direction = jnp.asarray(np.random.default_rng(20 + k).normal(size=flat.shape))
+            direction = direction / jnp.linalg.norm(direction)
+            h = 1e-5
+            fd = (f(unravel(flat + h * direction)) - f(unravel(flat - h * direction))) / (2 * h)
+            assert abs(float(jnp.vdot(gflat, direction) - fd)) / abs(float(fd)) < 1e-4
+        # the three log-widths are the last leaves
+        for index in range(flat.size - 3, flat.size):
+            e = jnp.zeros_like(flat).at[index].set(1.0)
+            fd = (f(unravel(flat + 1e-6 * e)) - f(unravel(flat - 1e-6 * e))) / 2e-6
+            assert abs(fd) > 1e-8
+            assert abs(float(gflat[index] - fd)) / abs(float(fd)) < 1e-4

@@ -55,3 +55,15 @@ def test_divergence_is_a_task_failure_with_its_reason(noiseless32, geometry32, f
     params = fast_params.model_copy(update={"lr_scale": 1e30})
     with pytest.raises(TaskFailed, match="non-finite"):
         reconstruct(noiseless32.intensity, None, geometry32, params, key=jax.random.key(0))
+
+
+def test_a_start_object_replaces_the_random_start(noiseless32, geometry32, fast_params):
+    """From the truth (any scale, centred like a result), a short recipe stays at the truth."""
+    truth = noiseless32.truth.amplitude * np.exp(1j * noiseless32.truth.phase)
+    params = fast_params.model_copy(update={"recipe": "20*ER", "ad_steps": 0})
+    rec = reconstruct(
+        noiseless32.intensity, None, geometry32, params, key=jax.random.key(0), start=3 * truth
+    )
+    rms, d = _score(rec, noiseless32.truth)
+    assert rms < 0.05 and d >= 0.9
+    assert rec.pr_error[0] < 0.05

@@ -1,0 +1,1 @@
+"""Analysis of reconstructions: sample-frame grids, displacement and strain, uncertainties."""
