@@ -71,7 +71,7 @@ def crystal_shape(
 def displacement_phase(
     positions_nm: np.ndarray, support: np.ndarray, cfg: DisplacementConfig, size_nm: float
 ) -> np.ndarray:
-    """Smooth phase h.u (rad): Gaussian lobes of random sign, peak-to-peak phase_range_rad."""
+    """Smooth object phase -h.u (rad): Gaussian lobes of random sign, peak-to-peak range."""
     if cfg.kind == "none" or cfg.phase_range_rad == 0:
         return np.zeros(positions_nm.shape[:-1])
     rng = np.random.default_rng(cfg.seed)
@@ -125,6 +125,6 @@ def simulate(cfg: SimulateConfig, geometry: Geometry) -> SimulatedData:
         amplitude=amplitude,
         phase=np.where(amplitude > 0, phase, 0.0),
         support=support,
-        displacement_nm=np.where(amplitude > 0, phase / geometry.h_nm, 0.0),
+        displacement_nm=np.where(amplitude > 0, geometry.displacement_nm(phase), 0.0),
     )
     return SimulatedData(geometry=geometry, intensity=intensity.astype(np.float32), truth=truth)
