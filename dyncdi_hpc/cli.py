@@ -314,5 +314,85 @@ def rocking_curve(
     out.print(f"dynamical/kinematical peak ratio {ratio:.3f}: {verdict}")
 
 
+@main.command()
+@click.argument("file_path", metavar="FILE", type=click.Path(path_type=Path))
+@click.option("--out", "store", required=True, type=click.Path(path_type=Path), help="Zarr store.")
+@click.option(
+    "--geometry",
+    "geometry_path",
+    type=click.Path(path_type=Path),
+    help="YAML of GeometryConfig fields (used where the file has no value).",
+)
+@click.option("--name", help="Dataset name in the store (default: the file's stem).")
+@click.option("--key", help="Dataset path (HDF5) or array name (.npz) of the intensities.")
+@click.option("--energy-kev", type=float, help="Photon energy (keV).")
+@click.option("--detector-distance-m", type=float, help="Sample-detector distance (m).")
+@click.option("--pixel-size-um", type=float, help="Detector pixel size (um).")
+@click.option("--rocking-step-deg", type=float, help="Rocking-angle step (deg).")
+@click.option("--material", help="Crystal, e.g. Au, Pt, Si.")
+@click.option("--hkl", nargs=3, type=int, metavar="H K L", help="Reflection.")
+@click.option("--polarisation", type=click.Choice(["sigma", "pi"]))
+@click.option("--bin", "bin_factor", type=int, default=1, help="Bin detector pixels N x N.")
+@click.option(
+    "--shape", nargs=3, type=int, metavar="N0 N1 N2", help="Crop/pad to this shape (FFT sizes)."
+)
+@click.option("--saturation", type=float, help="Counts at and above which a pixel is masked.")
+@user_errors
+def load(file_path, store, geometry_path, name, key, bin_factor, shape, saturation, **geometry):
+    """Load a measured scan (CXI/NeXus/HDF5, .npy/.npz, TIFF frames) into a store's inputs."""
+    import warnings
+
+    from .data.load import LoadWarning, load_scan
+    from .store.zarr_store import Store
+
+    explicit = {k: v for k, v in geometry.items() if v not in (None, ())}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LoadWarning)
+        ds = load_scan(
+            file_path,
+            geometry_yaml=geometry_path,
+            explicit=explicit,
+            key=key,
+            bin_factor=bin_factor,
+            shape=shape or None,
+            saturation=saturation,
+        )
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    name = name or Path(file_path).stem
+    s = Store.create(store)
+    s.write_input(name, ds)
+    g = ds.attrs["geometry"]
+    masked = int(ds["mask"].values.sum()) if "mask" in ds else 0
+    out.print(
+        f"wrote inputs/{name} ({list(ds['intensity'].shape)}, peak "
+        f"{float(ds['intensity'].max()):.0f} counts, {masked} masked voxels; "
+        f"{g['material']} {g['hkl']} at {g['energy_kev']} keV, voxel "
+        f"{', '.join(f'{v:.1f}' for v in g['voxel_size_nm'])} nm) into {s.path}"
+    )
+
+
+@main.command()
+@click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@click.option("--vtk", "vtk_dir", type=click.Path(path_type=Path), help="Folder for .vti files.")
+@click.option("--cxi", "cxi_path", type=click.Path(path_type=Path), help="CXI file to write.")
+@click.option("--key", "keys", multiple=True, help="Merged group(s) to export (default: all).")
+@click.option("--voxel-nm", type=float, help="Sample-frame voxel size (default: finest step).")
+@user_errors
+def export(store_path, vtk_dir, cxi_path, keys, voxel_nm) -> None:
+    """Export merged results on the orthogonal sample grid: VTK (ParaView) and/or CXI."""
+    from .export import write_cxi, write_vtk
+    from .store.zarr_store import Store
+
+    if not vtk_dir and not cxi_path:
+        raise DyncdiError("export", "nothing to write", "give --vtk DIR and/or --cxi FILE")
+    store = Store.open(store_path)
+    if vtk_dir:
+        for path in write_vtk(store, vtk_dir, list(keys) or None, voxel_nm):
+            out.print(f"vtk: {path}")
+    if cxi_path:
+        out.print(f"cxi: {write_cxi(store, cxi_path, list(keys) or None, voxel_nm)}")
+
+
 if __name__ == "__main__":
     main()

@@ -121,6 +121,7 @@ class ShrinkWrap(Frozen):
     threshold: float = Field(0.15, gt=0, lt=1)
     sigma_start: float = Field(2.0, gt=0)
     sigma_end: float = Field(1.0, gt=0)
+    start: int = Field(0, ge=0, description="first iteration at which the support may change")
 
 
 class ReconParams(Frozen):
@@ -132,6 +133,7 @@ class ReconParams(Frozen):
         description="projection phase retrieval before AD, e.g. '3*(20*ER+180*HIO)+20*ER'",
     )
     hio_beta: float = Field(0.9, gt=0, le=1)
+    raar_beta: float = Field(0.9, gt=0, le=1, description="RAAR relaxation parameter")
     shrinkwrap: ShrinkWrap = ShrinkWrap()
     ad_steps: int = Field(300, ge=0)
     loss: Literal["poisson", "amplitude"] = "poisson"
@@ -140,6 +142,20 @@ class ReconParams(Frozen):
     lr_shape: float = Field(5e-2, gt=0)
     lr_scale: float = Field(1e-2, gt=0)
     log_every: int = Field(25, ge=1)
+    coherence: tuple[Annotated[float, Field(gt=0)], ...] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="partial coherence: initial widths (detector pixels: rocking, row, column) "
+        "of the Gaussian the modelled intensity is convolved with, fitted; None: coherent",
+    )
+    coherence_every: int = Field(
+        20, ge=1, description="iterations between width fits in ER/HIO/RAAR"
+    )
+    coherence_start: int = Field(
+        100, ge=0, description="first ER/HIO/RAAR iteration at which the widths are fitted"
+    )
+    lr_coherence: float = Field(1e-2, gt=0, description="AD learning rate of the log-widths")
 
     @field_validator("recipe")
     @classmethod
@@ -157,9 +173,48 @@ class MergeRule(Frozen):
     select: Literal["best_fraction", "best_n", "all"] = "best_fraction"
     fraction: float = Field(0.5, gt=0, le=1)
     n: int = Field(4, ge=1)
+    reject_outliers: bool = Field(
+        True, description="exclude selected members that disagree with the majority"
+    )
+    outlier_phase_rad: float = Field(
+        0.5, gt=0, description="phase RMS against the majority above which a member is out"
+    )
+    outlier_dice: float = Field(
+        0.8, gt=0, le=1, description="support Dice against the majority below which it is out"
+    )
+    bootstrap: int = Field(
+        0, ge=0, description="bootstrap resamples for the merged fields' standard error (0: off)"
+    )
+    bootstrap_seed: int = 0
 
 
 SWEEPABLE = (*ReconParams.model_fields, "seed", "dataset")
+
+
+SELECTION_METRICS = ("error", "loss", "sharpness", "support")
+
+
+class Generations(Frozen):
+    """Genetic-algorithm stages: each generation starts from the best of the one before.
+
+    Generation 0 is the sweep's tasks. Generation g+1 has as many members per (dataset,
+    parameters) group: `keep` children bred from the best member (the alpha) with each of the
+    best `keep` members of generation g, the rest fresh random starts.
+    """
+
+    count: int = Field(3, ge=1, description="number of generations, the sweep's own included")
+    keep: int = Field(4, ge=1, description="best members of a generation that are bred")
+    metric: str | list[str] = Field(
+        "error", description=f"selection metric, or a list ranked jointly: {SELECTION_METRICS}"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if name not in SELECTION_METRICS:
+                raise ValueError(f"unknown metric {name!r}; use {', '.join(SELECTION_METRICS)}")
+        return value
 
 
 class SweepSpec(Frozen):
@@ -175,6 +230,7 @@ class SweepSpec(Frozen):
     checkpoint_every: int = Field(
         1000, ge=0, description="iterations between saved task states (0: never); not in task ids"
     )
+    generations: Generations | None = None
 
     @field_validator("datasets")
     @classmethod

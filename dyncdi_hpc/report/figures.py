@@ -60,37 +60,22 @@ def object_figure(
     return path
 
 
-def uncertainty_figure(
-    path: Path,
-    amplitude_std: np.ndarray,
-    phase_std: np.ndarray,
-    support: np.ndarray,
-    title: str = "",
-) -> Path:
-    """Central slices of the voxel-wise standard deviation of amplitude and phase."""
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.8), squeeze=False)
-    _row(
-        axes[0],
-        np.where(support, amplitude_std, np.nan),
-        "amplitude std",
-        "magma",
-        0,
-        None,
-        "relative",
-        fig,
-    )
-    _row(axes[1], np.where(support, phase_std, np.nan), "phase std", "magma", 0, None, "rad", fig)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+MEMBER_STYLES = {
+    "merged": {"color": "tab:blue", "lw": 1.6, "alpha": 0.95},
+    "outlier": {"color": "tab:red", "lw": 1.3, "alpha": 0.9},
+    "not selected": {"color": "0.55", "lw": 0.8, "alpha": 0.6},
+}
 
 
 def loss_figure(path: Path, histories: list[dict]) -> Path:
-    """Projection error and AD loss of every task; selected members drawn bold."""
+    """Projection error and AD loss of every task, coloured by merged / outlier / not selected.
+
+    histories: dicts with pr_error, ad_loss (1D arrays), log_every and state (a key of
+    MEMBER_STYLES).
+    """
     fig, (ax_pr, ax_ad) = plt.subplots(1, 2, figsize=(11, 4))
     for h in histories:
-        style = {"lw": 1.6, "alpha": 0.95} if h["selected"] else {"lw": 0.8, "alpha": 0.45}
+        style = MEMBER_STYLES[h["state"]]
         if len(h["pr_error"]):
             ax_pr.semilogy(
                 np.arange(1, len(h["pr_error"]) + 1) * h["log_every"], h["pr_error"], **style
@@ -104,7 +89,109 @@ def loss_figure(path: Path, histories: list[dict]) -> Path:
     ax_pr.set_title("phase retrieval")
     ax_ad.set_xlabel("AD step")
     ax_ad.set_ylabel("data loss")
-    ax_ad.set_title("AD refinement (bold: merged members)")
+    ax_ad.set_title("AD refinement")
+    states = sorted({h["state"] for h in histories}, key=list(MEMBER_STYLES).index)
+    handles = [plt.Line2D([], [], **MEMBER_STYLES[s]) for s in states]
+    ax_ad.legend(handles, [f"{s} ({sum(h['state'] == s for h in histories)})" for s in states])
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def intensity_figure(
+    path: Path, measured: np.ndarray, modelled: np.ndarray, mask: np.ndarray | None, title: str
+) -> Path:
+    """Central slices of measured and modelled intensity (log10 counts), masked pixels grey."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.8), squeeze=False)
+    top = np.log10(max(float(measured.max()), 1.0))
+    names = ("rocking", "detector row", "detector column")
+    planes = (("row", "column"), ("rocking", "column"), ("rocking", "row"))
+    for row, (label, volume) in enumerate((("measured", measured), ("modelled", modelled))):
+        shown = np.log10(np.maximum(volume, 0.0) + 1.0)
+        if mask is not None and row == 0:
+            shown = np.where(mask, np.nan, shown)
+        for a, (ax, sl) in enumerate(zip(axes[row], central_slices(shown), strict=True)):
+            cmap = plt.get_cmap("turbo").with_extremes(bad="0.6")
+            im = ax.imshow(sl, cmap=cmap, vmin=0, vmax=top, origin="lower", aspect="auto")
+            ax.set_title(f"{label}\ncentral {names[a]} slice", fontsize=9)
+            ax.set_xlabel(planes[a][1], fontsize=8)
+            ax.set_ylabel(planes[a][0], fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=axes[row], shrink=0.85, label="log10(counts + 1)")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+SAMPLE_PLANES = (("x", "z", 1), ("y", "z", 0), ("x", "y", 2))  # (horizontal, vertical, normal)
+
+
+def sample_slices_figure(
+    path: Path,
+    fields: list[tuple[str, np.ndarray, str, str, float | None, float | None]],
+    axes_nm: list[np.ndarray],
+    centre: tuple[int, int, int],
+    title: str,
+    limits_nm: list[tuple[float, float]] | None = None,
+) -> Path:
+    """Slices through centre (voxel index) of sample-frame volumes (nx, ny, nz), axes in nm.
+
+    fields: (label, volume, colormap, units, vmin, vmax); NaN is drawn white. limits_nm:
+    the (low, high) range shown along x, y and z (default: the whole grid).
+    """
+    fig, axes = plt.subplots(len(fields), 3, figsize=(10, 3.1 * len(fields)), squeeze=False)
+    names = ("x", "y", "z")
+    for row, (label, volume, cmap, units, vmin, vmax) in enumerate(fields):
+        for col, (h, v, normal) in enumerate(SAMPLE_PLANES):
+            ax = axes[row][col]
+            index = centre[normal]
+            sl = np.take(volume, index, axis=normal)
+            hi, vi = names.index(h), names.index(v)
+            extent = (axes_nm[hi][0], axes_nm[hi][-1], axes_nm[vi][0], axes_nm[vi][-1])
+            im = ax.imshow(sl.T, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=extent)
+            ax.set_title(
+                f"{label}\n{h}-{v} plane, {names[normal]} = {axes_nm[normal][index]:.0f} nm",
+                fontsize=8,
+            )
+            if limits_nm is not None:
+                ax.set_xlim(*limits_nm[hi])
+                ax.set_ylim(*limits_nm[vi])
+            ax.set_xlabel(f"{h} (nm)", fontsize=8)
+            ax.set_ylabel(f"{v} (nm)", fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
+    fig.subplots_adjust(hspace=0.5)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def isosurface_figure(
+    path: Path, probability: np.ndarray, voxel_nm: float, origin_nm: tuple, title: str
+) -> Path:
+    """Isosurface at 0.5 of a support-probability volume (nx, ny, nz), axes in nm."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from skimage.measure import marching_cubes
+
+    fig = plt.figure(figsize=(6, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    padded = np.pad(np.nan_to_num(probability), 1)
+    if padded.max() > 0.5 > padded.min():
+        verts, faces, normals, _ = marching_cubes(padded, 0.5, spacing=(voxel_nm,) * 3)
+        verts = verts - voxel_nm + np.asarray(origin_nm)
+        light = np.clip(normals[faces].mean(axis=1) @ np.array([0.3, -0.5, 0.8]), 0, 1)
+        colours = plt.cm.viridis(0.25 + 0.7 * light)
+        ax.add_collection3d(Poly3DCollection(verts[faces], facecolors=colours, linewidths=0))
+        lo, hi = verts.min(axis=0), verts.max(axis=0)
+        mid, half = (lo + hi) / 2, (hi - lo).max() / 2
+        for setter, m in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
+            setter(m - half, m + half)
+    ax.set_xlabel("x (nm)")
+    ax.set_ylabel("y (nm)")
+    ax.set_zlabel("z along h (nm)")
+    ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -122,5 +209,29 @@ def rocking_curve_figure(path: Path, report: dict) -> Path:
     )
     ax.legend()
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def prtf_figure(
+    path: Path,
+    q_nm: np.ndarray,
+    values: np.ndarray,
+    resolution_nm: float | None,
+    limited_by_data: bool,
+    title: str = "",
+) -> Path:
+    """PRTF against |q| (nm^-1) with the 1/e threshold and the resolution it gives."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(q_nm, values, marker=".", label="PRTF")
+    ax.axhline(np.exp(-1), color="k", ls="--", lw=1, label="1/e")
+    if resolution_nm and not limited_by_data:
+        ax.axvline(np.pi / resolution_nm, color="r", lw=1, label=f"{resolution_nm:.0f} nm")
+    ax.set_xlabel("|q| (nm$^{-1}$)")
+    ax.set_ylabel("PRTF")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

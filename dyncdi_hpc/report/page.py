@@ -1,18 +1,240 @@
-"""The report page: figures of every merged result, loss curves, and a table of the tasks."""
+"""The report: one self-contained HTML page (PNGs embedded as base64), the PNGs beside it.
+
+For each merged group: measured vs modelled intensity, amplitude / phase / displacement /
+strain in the sample frame, their uncertainty maps, a support-probability isosurface, the
+comparison with the ground truth when there is one; then the loss curves of every task
+(merged, outlier or not selected), the sweep's parameters and outcomes, and provenance.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..data.dataset import from_xarray
+from ..export import sample_frame
 from ..store.zarr_store import Store
-from .figures import loss_figure, object_figure, uncertainty_figure
+from .figures import (
+    intensity_figure,
+    isosurface_figure,
+    loss_figure,
+    object_figure,
+    prtf_figure,
+    sample_slices_figure,
+)
+
+CSS = (
+    "body{font-family:sans-serif;max-width:1150px;margin:auto;color:#222}"
+    "td,th{padding:2px 8px;border-bottom:1px solid #ddd;font-size:12px;text-align:left}"
+    "img{max-width:100%}figure{margin:12px 0}figcaption{font-size:13px;color:#444}"
+    "pre{font-size:11px;background:#f6f6f6;padding:8px;overflow-x:auto}"
+)
 
 
-def _task_rows(store: Store) -> list[dict]:
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    header = list(rows[0])
+    out = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+    for r in rows:
+        out += "<tr>" + "".join(f"<td>{_fmt(r.get(h, ''))}</td>" for h in header) + "</tr>"
+    return out + "</table>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+        f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
+    )
+
+
+def modelled_intensity(obj: np.ndarray, measured: np.ndarray, mask: np.ndarray | None):
+    """|DFT(obj)|^2 (peak-centred, unitary) scaled to the measured counts (least squares)."""
+    model = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))) ** 2
+    valid = np.ones(measured.shape, bool) if mask is None else ~mask
+    scale = float(np.sum(measured[valid] * model[valid]) / max(np.sum(model[valid] ** 2), 1e-300))
+    return scale * model
+
+
+def _member_states(attrs: dict) -> dict[str, str]:
+    states = {t: "outlier" for t in attrs.get("selected", [])}
+    states.update({t: "merged" for t in attrs["members"]})
+    return states
+
+
+def _limits(support: np.ndarray, axes_nm: list[np.ndarray]) -> list[tuple[float, float]] | None:
+    """Range (nm) along x, y, z that shows the crystal with a margin of half its size."""
+    if not support.any():
+        return None
+    idx = np.argwhere(support)
+    out = []
+    for a, axis in enumerate(axes_nm):
+        lo, hi = axis[idx[:, a].min()], axis[idx[:, a].max()]
+        half = max(hi - lo, 4 * (axis[1] - axis[0])) * 0.5
+        mid = (lo + hi) / 2
+        out.append((float(mid - 1.5 * half), float(mid + 1.5 * half)))
+    return out
+
+
+def _centre(support: np.ndarray) -> tuple[int, ...]:
+    if not support.any():
+        return tuple(n // 2 for n in support.shape)
+    return tuple(round(float(c)) for c in np.argwhere(support).mean(axis=0))
+
+
+def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, str]]:
+    attrs = store.merged_attrs(key)
+    dataset = attrs["dataset"]
+    merged = store.read_merged(key)
+    m = from_xarray(store.read_input(dataset), f"inputs.{dataset}")
+    obj = merged["amplitude"].values * np.exp(1j * merged["phase"].values)
+    parts = [f"<h2>{html.escape(key)}</h2>"]
+    n_sel = len(attrs.get("selected", attrs["members"]))
+    parts.append(
+        f"<p>Merged {len(attrs['members'])} of {n_sel} selected results "
+        f"({attrs['candidates']} candidates; rule {html.escape(json.dumps(attrs['rule']))}).</p>"
+    )
+    if attrs.get("outliers"):
+        rows = [
+            {
+                "task": o["task"],
+                "phase RMS vs majority (rad)": o["phase_rms_rad"],
+                "support Dice": o["dice"],
+            }
+            for o in attrs["outliers"]
+        ]
+        parts.append("<p>Excluded as outliers (disagree with the majority):</p>" + _table(rows))
+    if attrs.get("outlier_note"):
+        parts.append(f"<p>Outlier rule: {html.escape(attrs['outlier_note'])}</p>")
+    if attrs["vs_truth"]:
+        v = attrs["vs_truth"]
+        strain = f", strain RMS {v['strain_rms']:.2e}" if "strain_rms" in v else ""
+        parts.append(
+            f"<p>Against the ground truth: phase RMS {v['phase_rms_rad']:.4f} rad inside the "
+            f"true support, support Dice {v['support_dice']:.3f}{strain}.</p>"
+        )
+    model = modelled_intensity(obj, m.intensity, m.mask)
+    png = intensity_figure(
+        out / f"{key}-intensity.png",
+        m.intensity,
+        model,
+        m.mask,
+        f"{key}: measured vs modelled |FFT(merged object)|^2 (scaled)",
+    )
+    parts.append(_figure(png, "Measured and modelled intensity, central detector-frame slices"))
+
+    s = sample_frame(store, key)
+    axes_nm = [s[d].values for d in ("x", "y", "z")]
+    support = s["support"].values
+    centre = _centre(support)
+    limits = _limits(support, axes_nm)
+    inside = lambda name: np.where(support, s[name].values, np.nan)  # noqa: E731
+    amp_max = float(np.nanmax(s["amplitude"].values)) or 1.0
+    strain = inside("strain")
+    lim = float(np.nanpercentile(np.abs(strain), 98)) if np.isfinite(strain).any() else 1e-3
+    disp = inside("displacement")
+    dlim = float(np.nanmax(np.abs(disp))) if np.isfinite(disp).any() else 1.0
+    fields = [
+        ("amplitude", s["amplitude"].values, "gray", "relative", 0.0, amp_max),
+        ("phase", inside("phase"), "twilight", "rad", -np.pi, np.pi),
+        ("displacement along h", disp, "coolwarm", "nm", -dlim, dlim),
+        ("strain along h", strain, "RdBu_r", "strain (1)", -lim, lim),
+    ]
+    png = sample_slices_figure(
+        out / f"{key}-object.png",
+        fields,
+        axes_nm,
+        centre,
+        f"{key}: merged object in the sample frame (z along h)",
+        limits,
+    )
+    parts.append(_figure(png, "Amplitude, phase, displacement and strain along h"))
+
+    spreads = [
+        (f"{what} {kind}", inside(f"{var}_{suffix}"), "magma", units, 0.0, None)
+        for suffix, kind in (("std", "std over members"), ("sem", "bootstrap std. error"))
+        for var, what, units in (
+            ("amplitude", "amplitude", "relative"),
+            ("phase", "phase", "rad"),
+            ("displacement", "displacement", "nm"),
+            ("strain", "strain", "strain (1)"),
+        )
+        if f"{var}_{suffix}" in s
+    ]
+    if spreads:
+        png = sample_slices_figure(
+            out / f"{key}-uncertainty.png",
+            spreads,
+            axes_nm,
+            centre,
+            f"{key}: voxel-wise uncertainty ({len(attrs['members'])} members)",
+            limits,
+        )
+        parts.append(_figure(png, "Uncertainty maps inside the support"))
+
+    png = isosurface_figure(
+        out / f"{key}-support.png",
+        s["support_probability"].values,
+        float(s.attrs["voxel_nm"]),
+        tuple(s.attrs["origin_nm"]),
+        f"{key}: support probability = 0.5",
+    )
+    parts.append(_figure(png, "Isosurface of the support probability (sample frame)"))
+
+    if "prtf" in merged:
+        res = attrs.get("resolution", {})
+        png = prtf_figure(
+            out / f"{key}-prtf.png",
+            merged["q_shell"].values,
+            merged["prtf"].values,
+            res.get("prtf_resolution_nm"),
+            bool(res.get("limited_by_data")),
+            f"{key}: phase-retrieval transfer function",
+        )
+        note = " (limited by the extent of the data)" if res.get("limited_by_data") else ""
+        parts.append(
+            _figure(
+                png, f"PRTF: resolution {res.get('prtf_resolution_nm', float('nan')):.0f} nm{note}"
+            )
+        )
+
+    if m.truth is not None:
+        png = object_figure(
+            out / f"{key}-truth.png",
+            merged["amplitude"].values,
+            merged["phase"].values,
+            merged["support"].values,
+            (m.truth.amplitude, m.truth.phase, m.truth.support),
+            title=f"{key}: merged vs ground truth (conjugate grid)",
+        )
+        parts.append(_figure(png, "Merged object vs ground truth, detector-conjugate grid"))
+    input_attrs = store.input_attrs(dataset)
+    prov = {
+        "input source": input_attrs.get("source"),
+        "input geometry": input_attrs.get("geometry"),
+        "input load record": input_attrs.get("provenance", {}).get("load"),
+        "merged provenance": attrs.get("provenance"),
+    }
+    parts.append(
+        "<details><summary>Provenance</summary><pre>"
+        + html.escape(json.dumps(prov, indent=1, default=str))
+        + "</pre></details>"
+    )
+    return "".join(parts), _member_states(attrs)
+
+
+def _task_rows(store: Store, states: dict[str, str]) -> list[dict]:
     rows = []
     for tid in store.result_ids():
         a = store.result_attrs(tid)
@@ -23,8 +245,12 @@ def _task_rows(store: Store) -> list[dict]:
                 "dataset": a["spec"]["dataset"],
                 "model": p["model"],
                 "seed": a["spec"]["seed"],
+                "recipe": p["recipe"],
+                "ad_steps": p["ad_steps"],
+                "loss_kind": p["loss"],
                 "tv_weight": p["tv_weight"],
                 "status": a["status"],
+                "merge": states.get(tid, "not selected") if a["status"] == "done" else "-",
                 "error": a["metrics"].get("error"),
                 "loss": a["metrics"].get("loss"),
                 "wall_s": a["wall_s"],
@@ -35,55 +261,15 @@ def _task_rows(store: Store) -> list[dict]:
     return rows
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
 def write_report(store: Store, out: Path) -> Path:
-    """Write PNG figures and index.html into out; returns the page's path."""
+    """Write index.html (self-contained) and its PNG figures into out; returns the page."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
-    selected: set[str] = set()
+    sections, states = [], {}
     for key in store.merged_keys():
-        ds = store.read_merged(key)
-        attrs = store.merged_attrs(key)
-        selected.update(attrs["members"])
-        m = from_xarray(store.read_input(attrs["dataset"]), f"inputs.{attrs['dataset']}")
-        truth = None
-        if m.truth is not None:
-            truth = (m.truth.amplitude, m.truth.phase, m.truth.support)
-        support = ds["support"].values
-        obj_png = object_figure(
-            out / f"{key}-object.png",
-            ds["amplitude"].values,
-            ds["phase"].values,
-            support,
-            truth,
-            title=f"{key}: merged from {len(attrs['members'])} of {attrs['candidates']} results",
-        )
-        unc_png = uncertainty_figure(
-            out / f"{key}-uncertainty.png",
-            ds["amplitude_std"].values,
-            ds["phase_std"].values,
-            support,
-            title=f"{key}: spread of the merged members",
-        )
-        truth_line = ""
-        if attrs["vs_truth"]:
-            v = attrs["vs_truth"]
-            truth_line = (
-                f"<p>Against the ground truth: phase RMS {v['phase_rms_rad']:.4f} rad inside the "
-                f"true support, support Dice {v['support_dice']:.3f}.</p>"
-            )
-        sections.append(
-            f"<h2>{html.escape(key)}</h2>{truth_line}"
-            f"<p>Members: {', '.join(attrs['members'])}</p>"
-            f'<img src="{obj_png.name}" alt="merged object"><br>'
-            f'<img src="{unc_png.name}" alt="uncertainty">'
-        )
+        section, member_states = _merged_section(store, key, out)
+        sections.append(section)
+        states.update(member_states)
     histories = []
     for tid in store.result_ids():
         a = store.result_attrs(tid)
@@ -95,24 +281,36 @@ def write_report(store: Store, out: Path) -> Path:
                 "pr_error": np.asarray(ds["pr_error"].values),
                 "ad_loss": np.asarray(ds["ad_loss"].values),
                 "log_every": a["spec"]["params"]["log_every"],
-                "selected": tid in selected,
+                "state": states.get(tid, "not selected"),
             }
         )
     loss_png = loss_figure(out / "losses.png", histories)
-    rows = _task_rows(store)
-    header = list(rows[0]) if rows else []
-    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+    rows = _task_rows(store, states)
+    sweeps = store.sweeps()
+    sweep_rows = [
+        {
+            "sweep": name,
+            "tasks": len(s["task_ids"]),
+            "base": json.dumps(s["spec"].get("base", {})),
+            "axes": json.dumps(s["spec"].get("sweep", {})),
+            "merge": json.dumps(s["spec"].get("merge", {})),
+            "recorded": s["recorded_at"],
+        }
+        for name, s in sweeps.items()
+    ]
+    counts: dict[str, int] = {}
     for r in rows:
-        table += "<tr>" + "".join(f"<td>{_fmt(r[h])}</td>" for h in header) + "</tr>"
-    table += "</table>"
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    outcome = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no tasks"
     page = out / "index.html"
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>dyncdi report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-        "td,th{padding:2px 8px;border-bottom:1px solid #ddd;font-size:12px}</style></head><body>"
+        f"<style>{CSS}</style></head><body>"
         f"<h1>dyncdi report: {html.escape(str(store.path))}</h1>"
         + "".join(sections)
-        + f'<h2>Loss curves</h2><img src="{loss_png.name}" alt="loss curves">'
-        + f"<h2>Tasks</h2>{table}</body></html>"
+        + "<h2>Loss curves</h2>"
+        + _figure(loss_png, "Every task; blue: merged, red: outlier, grey: not selected")
+        + f"<h2>Sweep</h2>{_table(sweep_rows)}"
+        + f"<h2>Tasks</h2><p>{html.escape(outcome)}</p>{_table(rows)}</body></html>"
     )
     return page

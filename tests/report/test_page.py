@@ -1,6 +1,11 @@
 """The report: figures of a store built by running real tasks in-process."""
 
+import base64
+import json
+import re
+
 import jax
+import numpy as np
 import pytest
 
 from dyncdi_hpc.config import MergeRule, load_sweep
@@ -21,30 +26,62 @@ def small_store(tmp_path_factory):
     for task in the_plan.todo:  # in-process: the task function the workers run
         summary = run_task(str(store.path), task.model_dump_json())
         assert summary["status"] == "done"
-    merge_store(store, MergeRule(select="best_n", n=2))
+    merge_store(store, MergeRule(select="all", bootstrap=20))
     return store
 
 
-def test_report_has_valid_pngs_and_a_page_linking_them(small_store, tmp_path):
+def test_merged_group_has_strain_and_uncertainties_with_units(small_store):
+    key = small_store.merged_keys()[0]
+    ds = small_store.read_merged(key)
+    for name, units in {
+        "displacement": "nm",
+        "strain": "1",
+        "phase_std": "rad",
+        "displacement_std": "nm",
+        "strain_std": "1",
+        "strain_sem": "1",
+        "amplitude_sem": "1",
+    }.items():
+        assert ds[name].attrs["units"] == units, name
+        assert ds[name].attrs["long_name"], name
+    inside = ds["support"].values
+    assert np.isfinite(ds["strain"].values[inside]).mean() > 0.5
+    assert np.all(np.isnan(ds["displacement"].values[~inside]))
+    attrs = small_store.merged_attrs(key)
+    assert len(attrs["selected"]) == 3
+    assert set(attrs["members"]) <= set(attrs["selected"])
+    assert ds["member_outlier"].shape == (3,)
+
+
+def test_report_is_a_self_contained_page_with_valid_pngs(small_store, tmp_path):
     page = write_report(small_store, tmp_path / "report")
     html = page.read_text()
     pngs = sorted((tmp_path / "report").glob("*.png"))
     assert {p.name for p in pngs} == {
+        "xtal-kinematical-intensity.png",
         "xtal-kinematical-object.png",
         "xtal-kinematical-uncertainty.png",
+        "xtal-kinematical-support.png",
+        "xtal-kinematical-truth.png",
+        "xtal-kinematical-prtf.png",
         "losses.png",
     }
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(embedded) == len(pngs)
     for p in pngs:
         assert p.read_bytes()[:8] == PNG_MAGIC
         assert p.name in html
+    for data in embedded:
+        assert base64.b64decode(data)[:8] == PNG_MAGIC
+    assert not re.search(r'src="(?!data:)', html)  # nothing outside the page
     assert "phase RMS" in html
-    assert html.count("<tr>") == 1 + 3
+    tasks = html.split("<h2>Tasks</h2>")[1]
+    assert tasks.count("<tr>") == 1 + 3
+    assert "Provenance" in html and "<h2>Sweep</h2>" in html
 
 
 def test_rerunning_a_finished_task_is_a_no_op(small_store):
     tid = small_store.result_ids()[0]
     spec = small_store.result_attrs(tid)["spec"]
-    import json
-
     assert run_task(str(small_store.path), json.dumps(spec))["status"] == "skipped"
     assert jax.devices()[0].platform in small_store.result_attrs(tid)["device"]["platform"]
