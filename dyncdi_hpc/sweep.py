@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 import xarray as xr
 from pydantic import ValidationError
 
 from .config import (
     ArrayDataset,
+    Generations,
     ReconParams,
     SimulatedDataset,
     StoredDataset,
@@ -17,8 +20,9 @@ from .config import (
     format_validation_error,
     stable_hash,
 )
-from .data.dataset import array_input, simulated_input
+from .data.dataset import GRID_DIMS, array_input, simulated_input
 from .errors import DyncdiError
+from .merge.breed import breed, member_scores, rank
 from .store.zarr_store import Store
 from .task import TaskSpec
 
@@ -133,3 +137,55 @@ def plan(tasks: list[TaskSpec], store: Store | None, retry_failed: bool = False)
             if retry_failed:
                 todo.append(task)
     return Plan(tasks, done, failed, todo)
+
+
+def _start_dataset(obj: np.ndarray, parents: dict) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "amplitude": (GRID_DIMS, np.abs(obj).astype(np.float32)),
+            "phase": (GRID_DIMS, np.angle(obj).astype(np.float32), {"units": "rad"}),
+        },
+        attrs={"kind": "dyncdi-start", "parents": parents, "rule": BREEDING_RULE},
+    )
+
+
+BREEDING_RULE = "sqrt(|alpha| |member|) exp(i mean phase), member aligned onto alpha"
+
+
+def next_generation(
+    store: Store, previous: list[TaskSpec], generations: Generations, generation: int
+) -> list[TaskSpec]:
+    """Tasks of `generation` from the results of the one before, with their bred starts stored.
+
+    Within each group of equal (dataset, parameters), the members are ranked by the metric;
+    the best `keep` are bred with the best (alpha) and the rest of the group restarts from
+    random. Deterministic: a rerun derives the same tasks and start ids.
+    """
+    metrics = [generations.metric] if isinstance(generations.metric, str) else generations.metric
+    groups: dict[tuple[str, str], list[TaskSpec]] = defaultdict(list)
+    for task in previous:
+        groups[(task.dataset, task.params.model_dump_json())].append(task)
+    done = set(store.result_ids())
+    tasks = []
+    for members in groups.values():
+        members = sorted(members, key=lambda t: t.seed)
+        objects, scores = {}, {}
+        for t in members:
+            if t.task_id in done and store.result_attrs(t.task_id)["status"] == "done":
+                ds = store.read_result(t.task_id)
+                objects[t.task_id] = ds["amplitude"].values * np.exp(1j * ds["phase"].values)
+                scores[t.task_id] = member_scores(
+                    objects[t.task_id], store.result_attrs(t.task_id)["metrics"]
+                )
+        ranked = rank(scores, metrics) if scores else []
+        best = ranked[: generations.keep]
+        for i, member in enumerate(members):
+            start = None
+            if i < len(best):
+                parents = {"alpha": ranked[0], "member": best[i]}
+                start = stable_hash({**parents, "rule": BREEDING_RULE})
+                if start not in store.start_ids():
+                    child = breed(objects[ranked[0]], objects[best[i]])
+                    store.write_start(start, _start_dataset(child, parents))
+            tasks.append(member.model_copy(update={"generation": generation, "start": start}))
+    return tasks

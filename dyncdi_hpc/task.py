@@ -31,6 +31,8 @@ class TaskSpec(BaseModel):
     fingerprint: str
     params: ReconParams
     seed: int
+    generation: int = 0
+    start: str | None = None  # id of a bred start object under STORE/starts/
 
     @property
     def task_id(self) -> str:
@@ -92,6 +94,19 @@ def checkpoint_from(ds: xr.Dataset) -> Checkpoint:
     return Checkpoint(stage=ds.attrs["stage"], step=int(ds.attrs["step"]), arrays=arrays)
 
 
+def task_key(spec: TaskSpec) -> jax.Array:
+    """The task's PRNG key: its seed, folded with its generation after the first."""
+    key = jax.random.key(spec.seed)
+    return jax.random.fold_in(key, spec.generation) if spec.generation else key
+
+
+def _start_object(store: Store, start_id: str | None) -> np.ndarray | None:
+    if start_id is None:
+        return None
+    ds = store.read_start(start_id)
+    return ds["amplitude"].values * np.exp(1j * ds["phase"].values)
+
+
 def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict:
     """Run one task unless its result exists; write its result group; return a small summary.
 
@@ -125,8 +140,9 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
             m.mask,
             m.geometry,
             spec.params,
-            key=jax.random.key(spec.seed),
+            key=task_key(spec),
             checkpointing=checkpointing,
+            start=_start_object(store, spec.start),
         )
         status = "done"
     except TaskFailed as exc:  # a reason in the data: recorded, and not retried

@@ -12,9 +12,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import SweepSpec
 from ..store.zarr_store import Store
-from ..sweep import Plan, build_inputs, expand, plan, source_fingerprint, write_inputs
+from ..sweep import (
+    Plan,
+    build_inputs,
+    expand,
+    next_generation,
+    plan,
+    source_fingerprint,
+    write_inputs,
+)
 from ..task import TaskSpec, run_task
-from .cluster import ClusterProfile, load_profile, start_cluster
+from .cluster import load_profile, start_cluster
 
 
 @dataclass
@@ -33,59 +41,60 @@ class SweepOutcome:
 def execute(
     tasks: list[TaskSpec],
     store: Store,
-    profile: ClusterProfile,
+    client,
+    *,
+    retries: int = 2,
     console: Console | None = None,
     checkpoint_every: int = 0,
 ) -> list[dict]:
-    """Run tasks on the profile's cluster; each worker writes its own result; returns summaries."""
+    """Run tasks on a connected cluster; each worker writes its own result; returns summaries."""
     console = console or Console(stderr=True)
     if not tasks:
         return []
-    client = start_cluster(profile)
+    # one map call: the scheduler gets every task in one message
+    futures = client.map(
+        run_task,
+        [str(store.path)] * len(tasks),
+        [task.model_dump_json() for task in tasks],
+        [checkpoint_every] * len(tasks),
+        key=[f"recon-{task.task_id}" for task in tasks],
+        pure=False,
+        retries=retries,
+    )
     summaries: list[dict] = []
-    try:
-        console.print(f"dask dashboard: {client.dashboard_link}")
-        # one map call: the scheduler gets every task in one message
-        futures = client.map(
-            run_task,
-            [str(store.path)] * len(tasks),
-            [task.model_dump_json() for task in tasks],
-            [checkpoint_every] * len(tasks),
-            key=[f"recon-{task.task_id}" for task in tasks],
-            pure=False,
-            retries=int(profile.settings.get("retries", 2)),
-        )
-        counts: Counter = Counter()
-        columns = (
-            TextColumn("[bold]reconstructions"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as bar:
-            handle = bar.add_task("sweep", total=len(futures), status="")
-            for future in as_completed(futures):
-                try:
-                    summary = future.result()
-                except Exception as exc:  # retries exhausted: no result stored, rerun retries
-                    summary = {
-                        "task_id": future.key.removeprefix("recon-"),
-                        "status": "error",
-                        "reason": f"{type(exc).__name__}: {exc}",
-                    }
-                    console.print(f"[red]task {summary['task_id']}: {summary['reason']}")
-                summaries.append(summary)
-                counts[summary["status"]] += 1
-                status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                bar.update(handle, advance=1, status=status)
-                future.release()
-    finally:
-        cluster = client.cluster
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    counts: Counter = Counter()
+    columns = (
+        TextColumn("[bold]reconstructions"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        handle = bar.add_task("sweep", total=len(futures), status="")
+        for future in as_completed(futures):
+            try:
+                summary = future.result()
+            except Exception as exc:  # retries exhausted: no result stored, rerun retries
+                summary = {
+                    "task_id": future.key.removeprefix("recon-"),
+                    "status": "error",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                }
+                console.print(f"[red]task {summary['task_id']}: {summary['reason']}")
+            summaries.append(summary)
+            counts[summary["status"]] += 1
+            status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            bar.update(handle, advance=1, status=status)
+            future.release()
     return summaries
+
+
+def _close(client) -> None:
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def plan_sweep(
@@ -115,7 +124,8 @@ def run_sweep(
     report_dir: Path | None = None,
     console: Console | None = None,
 ) -> SweepOutcome:
-    """The whole job: inputs -> tasks -> cluster -> store -> merge -> report."""
+    """The whole job: inputs -> tasks -> cluster -> store [-> next generation ...] -> merge
+    -> report. A rerun skips every task already in the store, generation by generation."""
     from ..merge.combine import merge_store
     from ..report.page import write_report
 
@@ -123,24 +133,49 @@ def run_sweep(
     profile = load_profile(cluster, overrides)
     store, the_plan = plan_sweep(spec, store_path, retry_failed)
     assert store is not None
-    store.record_sweep(spec.name, spec.model_dump(mode="json"), [t.task_id for t in the_plan.tasks])
-    for task in the_plan.todo:
-        if task.task_id in the_plan.failed:
-            store.discard_result(task.task_id)
-    outcome = SweepOutcome(store=store.path, total=len(the_plan.tasks), skipped=len(the_plan.done))
-    if not the_plan.todo:
-        console.print(
-            f"all {len(the_plan.tasks)} tasks are already in the store: nothing to compute"
-        )
-    else:
-        console.print(
-            f"{len(the_plan.tasks)} tasks: {len(the_plan.done)} already done, "
-            f"{len(the_plan.todo)} to compute on cluster profile {profile.name!r}"
-        )
-        outcome.summaries = execute(
-            the_plan.todo, store, profile, console, checkpoint_every=spec.checkpoint_every
-        )
-        outcome.counts.update(s["status"] for s in outcome.summaries)
+    n_generations = spec.generations.count if spec.generations else 1
+    outcome = SweepOutcome(store=store.path, total=0, skipped=0)
+    planned: list[str] = []
+    cluster_client = None
+    try:
+        for generation in range(n_generations):
+            if generation > 0:
+                tasks = next_generation(store, the_plan.tasks, spec.generations, generation)
+                the_plan = plan(tasks, store, retry_failed)
+            planned += [t.task_id for t in the_plan.tasks]
+            store.record_sweep(spec.name, spec.model_dump(mode="json"), planned)
+            for task in the_plan.todo:
+                if task.task_id in the_plan.failed:
+                    store.discard_result(task.task_id)
+            outcome.total += len(the_plan.tasks)
+            outcome.skipped += len(the_plan.done)
+            label = f"generation {generation}: " if n_generations > 1 else ""
+            if not the_plan.todo:
+                console.print(
+                    f"{label}all {len(the_plan.tasks)} tasks are already in the store: "
+                    "nothing to compute"
+                )
+                continue
+            console.print(
+                f"{label}{len(the_plan.tasks)} tasks: {len(the_plan.done)} already done, "
+                f"{len(the_plan.todo)} to compute on cluster profile {profile.name!r}"
+            )
+            if cluster_client is None:
+                cluster_client = start_cluster(profile)
+                console.print(f"dask dashboard: {cluster_client.dashboard_link}")
+            summaries = execute(
+                the_plan.todo,
+                store,
+                cluster_client,
+                retries=int(profile.settings.get("retries", 2)),
+                console=console,
+                checkpoint_every=spec.checkpoint_every,
+            )
+            outcome.summaries += summaries
+            outcome.counts.update(s["status"] for s in summaries)
+    finally:
+        if cluster_client is not None:
+            _close(cluster_client)
     outcome.merged = merge_store(store, spec.merge)
     outcome.report = write_report(store, report_dir or default_report_dir(store.path))
     return outcome

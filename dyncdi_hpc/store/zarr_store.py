@@ -7,6 +7,7 @@ Layout::
       results/<task_id>    one reconstruction, status and metrics in attrs
       merged/<key>         merged ensemble of the best results of one dataset and model
       checkpoints/<task_id>  latest resumable state of an unfinished task (removed when done)
+      starts/<start_id>    start objects bred from earlier generations' results
       _staging/            groups being written; never read
 
 A group is written under _staging/ and renamed into place as a whole: a POSIX rename of a
@@ -32,7 +33,7 @@ from ..errors import DyncdiError
 from ..provenance import now_iso
 
 LAYOUT = "dyncdi-hpc/1"
-SECTIONS = ("inputs", "results", "merged", "checkpoints", "_staging")
+SECTIONS = ("inputs", "results", "merged", "checkpoints", "starts", "_staging")
 
 
 class Store:
@@ -215,6 +216,19 @@ class Store:
     def discard_checkpoint(self, task_id: str) -> None:
         """Remove a task's checkpoint (after its result is written)."""
         self._discard("checkpoints", task_id)
+
+    # starts -------------------------------------------------------------------------------
+    def start_ids(self) -> list[str]:
+        """Ids of the stored start objects."""
+        return self._names("starts")
+
+    def write_start(self, start_id: str, ds: xr.Dataset) -> bool:
+        """Write a start object once (its id is a hash of how it was made)."""
+        return self._write_atomic("starts", start_id, ds, replace=False)
+
+    def read_start(self, start_id: str) -> xr.Dataset:
+        """Load one start object."""
+        return self._read("starts", start_id)
 
     # merged ---------------------------------------------------------------------------
     def merged_keys(self) -> list[str]:
