@@ -9,6 +9,7 @@ the sizes measured, and the dynamical model's memory is extrapolated to 256^3.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
@@ -26,8 +27,16 @@ from .harness import time_interleaved
 
 SIZES = (16, 32, 64)
 QUICK_SIZES = (16, 32)
-TIMED_GRAD_MAX = 32  # fwd+grad of the dynamical model is only compiled (not run) above this
+MEMORY_ONLY_SIZES = (128,)  # compiled for memory_analysis only
+TIMED_GRAD_MAX = 64  # fwd+grad of the dynamical model is only compiled (not run) above this
 OPTIONS = dynamical3d.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
+SUPPORT_THRESHOLD = 0.01  # the static box: voxels with S above this, grown by one voxel
+
+
+def boxed_options(params: CrystalParams) -> dynamical3d.DynamicalOptions:
+    """OPTIONS with the crystal's static bounding box (dynamical3d.support_box)."""
+    mask = np.asarray(jax.nn.sigmoid(params.logits)) > SUPPORT_THRESHOLD
+    return dataclasses.replace(OPTIONS, box=dynamical3d.support_box(mask, margin=1))
 
 
 def problem(n: int) -> tuple[CrystalParams, Any]:
@@ -73,15 +82,23 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
         def dyn(p, g=geometry):
             return dynamical3d.forward(p, g, OPTIONS)
 
+        box_opts = boxed_options(params)
+
+        def dyn_box(p, g=geometry, o=box_opts):
+            return dynamical3d.forward(p, g, o)
+
         def scalar(model):
             return lambda p: jnp.sum(jnp.sqrt(model(p) + 1e-6))
 
         kin_grad = jax.jit(jax.grad(scalar(kin)))
         dyn_grad = jax.jit(jax.grad(scalar(dyn)))
+        box_grad = jax.jit(jax.grad(scalar(dyn_box)))
         calls = {
             "kinematical_fwd": partial(kin, params),
             "kinematical_fwd_grad": partial(kin_grad, params),
             "dynamical_fwd": partial(dyn, params),
+            "dynamical_box_fwd": partial(dyn_box, params),
+            "dynamical_box_fwd_grad": partial(box_grad, params),
         }
         if n <= TIMED_GRAD_MAX:
             calls["dynamical_fwd_grad"] = partial(dyn_grad, params)
@@ -91,6 +108,8 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             "kinematical_fwd_grad": _memory_bytes(jax.grad(scalar(kin)), params),
             "dynamical_fwd": _memory_bytes(dyn, params),
             "dynamical_fwd_grad": _memory_bytes(jax.grad(scalar(dyn)), params),
+            "dynamical_box_fwd": _memory_bytes(dyn_box, params),
+            "dynamical_box_fwd_grad": _memory_bytes(jax.grad(scalar(dyn_box)), params),
         }
         times = {k: t.to_json() for k, t in timings.items()}
         med = {k: t.median_s for k, t in timings.items()}
@@ -98,6 +117,9 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             {
                 "n": n,
                 "rocking_angles": n,
+                "box": box_opts.box,
+                "march_points_full": dynamical3d.march_plan(geometry, OPTIONS).points,
+                "march_points_box": dynamical3d.march_plan(geometry, box_opts).points,
                 "timings": times,
                 "memory_bytes": memory,
                 "ratio_fwd": med["dynamical_fwd"] / med["kinematical_fwd"],
@@ -111,6 +133,28 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
                     if "dynamical_fwd_grad" in med
                     else None
                 ),
+                "ratio_box_fwd_grad_over_n": (
+                    med["dynamical_box_fwd_grad"] / med["kinematical_fwd_grad"] / n
+                ),
+            }
+        )
+    memory_only = []
+    for n in () if quick_memory_skip(sizes) else MEMORY_ONLY_SIZES:
+        params, geometry = problem(n)
+
+        def full(p, g=geometry):
+            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, OPTIONS) + 1e-6))
+
+        box_opts = boxed_options(params)
+
+        def boxed(p, g=geometry, o=box_opts):
+            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, o) + 1e-6))
+
+        memory_only.append(
+            {
+                "n": n,
+                "dynamical_fwd_grad": _memory_bytes(jax.grad(full), params),
+                "dynamical_box_fwd_grad": _memory_bytes(jax.grad(boxed), params),
             }
         )
     ns = [e["n"] for e in entries]
@@ -125,6 +169,9 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
     last = entries[-1]
     grad_exp = exponents["dynamical_fwd_grad"] or 3.0
     extrapolated = last["memory_bytes"]["dynamical_fwd_grad"] * (256 / last["n"]) ** grad_exp
+    if memory_only:  # extrapolate from the largest size compiled, with the fitted exponent
+        top = memory_only[-1]
+        extrapolated = top["dynamical_fwd_grad"] * (256 / top["n"]) ** grad_exp
     table = [
         {
             "N": e["n"],
@@ -137,6 +184,10 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
                 else "not run"
             ),
             "fwd+grad ratio / N": e["ratio_fwd_grad_over_n"],
+            "box fwd ms": 1e3 * e["timings"]["dynamical_box_fwd"]["median_s"],
+            "box fwd+grad ms": 1e3 * e["timings"]["dynamical_box_fwd_grad"]["median_s"],
+            "box ratio / N": e["ratio_box_fwd_grad_over_n"],
+            "box fwd+grad MiB": e["memory_bytes"]["dynamical_box_fwd_grad"] / 2**20,
             "dyn fwd+grad MiB": e["memory_bytes"]["dynamical_fwd_grad"] / 2**20,
             "kin fwd+grad MiB": e["memory_bytes"]["kinematical_fwd_grad"] / 2**20,
         }
@@ -152,6 +203,7 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
         },
         "memory_source": "XLA compiled memory_analysis: arguments + outputs + temporaries",
         "sizes": entries,
+        "memory_only": memory_only,
         "memory_exponents": exponents,
         "time_exponents": time_exponents,
         "dynamical_fwd_grad_memory_256_extrapolated_gib": extrapolated / 2**30,
@@ -160,9 +212,24 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
                 e["ratio_fwd_grad_over_n"] <= 2 if e["ratio_fwd_grad_over_n"] else None
                 for e in entries
             ],
+            "box_fwd_grad_within_2N_of_kinematical": [
+                e["ratio_box_fwd_grad_over_n"] <= 2 for e in entries
+            ],
+            "fwd_grad_128_under_2_gib": {
+                m["n"]: {
+                    "full": m["dynamical_fwd_grad"] < 2 * 2**30,
+                    "box": m["dynamical_box_fwd_grad"] < 2 * 2**30,
+                }
+                for m in memory_only
+            },
         },
         "table": table,
     }
+
+
+def quick_memory_skip(sizes: tuple[int, ...]) -> bool:
+    """The quick run (QUICK_SIZES) skips the memory-only sizes."""
+    return tuple(sizes) == QUICK_SIZES
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -64,6 +64,13 @@ from .geometry import Geometry
 from .kinematic import CrystalParams
 from .materials import BraggCase, Susceptibility, bragg_case
 
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+# Voxels added on each side of a user box along m0: the prefilter (1 / sinc^2 along m0) spreads
+# psi beyond the crystal with tails ~ 0.26, 0.10, 0.05, 0.03 of an edge voxel at 1, 2, 3, 4
+# voxels; cutting them at the box changes the intensities (measured on the test crystal).
+BOX_PREFILTER_MARGIN = 3
+
 
 @dataclass(frozen=True)
 class DynamicalOptions:
@@ -72,11 +79,15 @@ class DynamicalOptions:
     points_per_extinction: march points per coupling length along a ray (dynamical.py's
     accuracy knob, >= 6); points_per_voxel: march points per conjugate voxel along a0 (the
     sampling of the object along the exit beam, >= 1); drop_chihbar: single scattering with
-    refraction and absorption (no Dh -> D0 back-coupling); checkpoint_block: rematerialise the
-    march in blocks of that many column pairs under reverse mode (0: off); angle_chunk: march
-    that many rocking angles at a time, each chunk rematerialised under reverse mode, so that
-    memory holds one chunk's residuals (0: all angles at once); chi: susceptibilities replacing
-    the database values of the geometry's reflection (None: xraydb through materials.py).
+    refraction and absorption (no Dh -> D0 back-coupling); checkpoint_block: under reverse
+    mode keep the march state every that many columns and recompute the columns in between
+    (0: keep every column); angle_chunk: march that many rocking angles at a time, each chunk
+    recomputed under reverse mode, so that memory holds one chunk's march states (0: all
+    angles at once); chi: susceptibilities replacing the database values of the geometry's
+    reflection (None: xraydb through materials.py); box: a static bounding box of the crystal,
+    ((lo0, hi0), (lo1, hi1), (lo2, hi2)) voxel index ranges [lo, hi) of the conjugate grid
+    (support_box computes one): the object is vacuum outside it (its logits and phase there
+    are ignored), and only the box is marched (None: the whole grid).
     """
 
     points_per_extinction: float = dyn.POINTS_PER_EXTINCTION
@@ -85,9 +96,26 @@ class DynamicalOptions:
     checkpoint_block: int = 0
     angle_chunk: int = 0
     chi: Susceptibility | None = None
+    box: Box | None = None
 
 
 DEFAULT_OPTIONS = DynamicalOptions()
+
+
+def support_box(mask: np.ndarray, margin: int = 1) -> Box:
+    """Bounding box of a boolean support mask (N0, N1, N2), grown by margin voxels, clipped.
+
+    For DynamicalOptions.box; e.g. support_box(sigmoid(logits) > 0.01) of an initial guess or
+    of a kinematical reconstruction's support, with margin for the support to grow.
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise DyncdiError("support", "the support mask is empty", "give a mask with a crystal")
+    box = []
+    for axis, n in enumerate(mask.shape):
+        hit = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        box.append((max(0, int(hit[0]) - margin), min(n, int(hit[-1]) + 1 + margin)))
+    return (box[0], box[1], box[2])
 
 
 @functools.lru_cache(maxsize=64)
@@ -107,24 +135,28 @@ def bragg_case_of(geometry: Geometry, chi: Susceptibility | None = None) -> Brag
 class MarchPlan:
     """Everything static that maps one geometry onto the march (numpy; lengths in nm).
 
-    The march grid is (nx, nz) per y-slice; column n sits at mu0 = -1 + n / p0 and march
-    point [n, k] on ray i = ceil(n / 2) + k at mu1 = M - i / r. col_rays[m1] = r (M - m1) are
-    the exit rays through voxel column m1.
+    The march covers box (voxel ranges [lo, hi) of the conjugate grid) in the sheared layout
+    of dynamical.sheared_march: (nx, nrays) per y-slice of the box. Column n sits at
+    mu0 = lo0 - 1 + n / p0 and ray i at mu1 = hi1 - (i + 1) / r; col_rays[m1 - lo1] =
+    r (hi1 - m1) - 1 are the exit rays through voxel column m1 of the box.
     """
 
     case: BraggCase
     setup: dyn.MarchSetup
     shape: tuple[int, int, int]
+    object_box: Box  # the object is vacuum outside it
+    box: Box  # the marched box: object_box and room for the prefilter's tails along m0
     p0: float
     rays_per_column: int
     nx: int
-    nz: int
-    lo0: np.ndarray  # (nx,) index into the zero-padded m0 axis
+    nrays: int
+    lo0: np.ndarray  # (nx,) index into the box's m0 axis zero-padded by one
     f0: np.ndarray  # (nx,) weight of lo0 + 1
-    lo1: np.ndarray  # (nx, nz) index into the zero-padded m1 axis
-    f1: np.ndarray  # (nx, nz) weight of lo1 + 1
-    col_rays: np.ndarray  # (N1,) int
+    lo1: np.ndarray  # (nrays,) index into the box's m1 axis zero-padded by one
+    f1: np.ndarray  # (nrays,) weight of lo1 + 1
+    col_rays: np.ndarray  # (hi1 - lo1,) int
     dtheta: np.ndarray  # (N0,) rocking angles in FFT order (rad)
+    beta_per_rad: float  # pi D alpha / lambda per rad of rocking: the march phase per step
     shear: float  # |h| cos tB D: exit-ray phase per ray per rad of rocking
     triangle_transform: np.ndarray  # (N0,) sinc^2(pi n0 / N0), FFT order
     norm: float  # kappa C |chih| p0 sqrt(N0 N1 N2)
@@ -132,8 +164,9 @@ class MarchPlan:
     @property
     def points(self) -> int:
         """March point updates of one forward call."""
-        n0, _, n2 = self.shape
-        return self.nx * self.nz * n0 * n2
+        n0 = self.shape[0]
+        b2 = self.box[2][1] - self.box[2][0]
+        return self.nx * self.nrays * n0 * b2
 
 
 def _bilinear_axis(mu: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +183,20 @@ def _bilinear_axis(mu: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, frac
 
 
+def _check_box(box: Box | None, shape: tuple[int, int, int]) -> Box:
+    if box is None:
+        return ((0, shape[0]), (0, shape[1]), (0, shape[2]))
+    ok = len(box) == 3 and all(
+        0 <= int(lo) < int(hi) <= n for (lo, hi), n in zip(box, shape, strict=True)
+    )
+    if not ok:
+        raise DyncdiError(
+            "dynamical.box", f"{box}", f"give three [lo, hi) index ranges inside {shape}"
+        )
+    (a, b), (c, d), (e, f) = box
+    return ((int(a), int(b)), (int(c), int(d)), (int(e), int(f)))
+
+
 @functools.lru_cache(maxsize=64)
 def march_plan(geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS) -> MarchPlan:
     """The static march plan of a geometry and options (cached)."""
@@ -163,6 +210,7 @@ def march_plan(geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS) 
             f"angle_chunk {options.angle_chunk}, checkpoint_block {options.checkpoint_block}",
             "give 0 (off) or a positive count",
         )
+    object_box = box = _check_box(options.box, geometry.shape)
     case = bragg_case_of(geometry, options.chi)
     tb = geometry.bragg_angle_rad
     if abs(case.bragg_angle_rad - tb) > 1e-9:
@@ -201,100 +249,116 @@ def march_plan(geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS) 
     )
     p0 = len0 / step
     n0, n1, n2 = geometry.shape
-    nx = math.floor(p0 * (n0 + 1) - 1e-9) + 1
-    top_last = (nx - 1) // 2 + (nx - 1) % 2  # first ray of the last column
-    m_top = n1 + max(0, math.ceil((top_last - 1) / rays))
-    nz = rays * (m_top + 1)
-    lo0, f0 = _bilinear_axis(-1.0 + np.arange(nx) / p0, n0)
-    n = np.arange(nx)[:, None]
-    i = n // 2 + n % 2 + np.arange(nz)[None, :]
-    lo1, f1 = _bilinear_axis(m_top - i / rays, n1)
-    col_rays = (rays * (m_top - np.arange(n1))).astype(np.int32)
-    dtheta = np.fft.ifftshift(geometry.rocking_angles_rad)
-    h = geometry.h_nm
+    if options.box is not None:  # room for the prefilter's tails along m0
+        (lo, hi), b1, b2 = box
+        box = ((max(0, lo - BOX_PREFILTER_MARGIN), min(n0, hi + BOX_PREFILTER_MARGIN)), b1, b2)
+    b0 = box[0][1] - box[0][0]
+    b1 = box[1][1] - box[1][0]
+    nx = math.floor(p0 * (b0 + 1) - 1e-9) + 1
+    nrays = rays * (b1 + 1) - 1
+    lo0, f0 = _bilinear_axis(-1.0 + np.arange(nx) / p0, b0)
+    lo1, f1 = _bilinear_axis(b1 - (np.arange(nrays) + 1) / rays, b1)
+    col_rays = (rays * (b1 - np.arange(b1)) - 1).astype(np.int32)
     kappa = math.pi * step / case.wavelength_nm
     chih = case.polarisation_factor * abs(complex(case.chi.chih))
     return MarchPlan(
         case=case,
         setup=setup,
         shape=geometry.shape,
+        object_box=object_box,
+        box=box,
         p0=p0,
         rays_per_column=rays,
         nx=nx,
-        nz=nz,
+        nrays=nrays,
         lo0=lo0,
         f0=f0,
         lo1=lo1,
         f1=f1,
         col_rays=col_rays,
-        dtheta=dtheta,
-        shear=h * math.cos(tb) * step,
+        dtheta=np.fft.ifftshift(geometry.rocking_angles_rad),
+        beta_per_rad=kappa * float(dyn.alpha_from_dtheta(1.0, tb)),
+        shear=geometry.h_nm * math.cos(tb) * step,
         triangle_transform=np.sinc(np.fft.fftfreq(n0)) ** 2,
         norm=kappa * chih * p0 * math.sqrt(n0 * n1 * n2),
     )
 
 
 def march_fields(params: CrystalParams, plan: MarchPlan) -> tuple[jax.Array, jax.Array]:
-    """S (real) and psi = S exp(i phase) (complex) on the march grid, each (N2, nx, nz)."""
+    """S (real) and psi = S exp(i phase) (complex) on the march grid, each (nx, nrays, B2).
+
+    B2 = hi2 - lo2, the y-slices of the box.
+    """
     rdtype = params.logits.dtype
     s = jax.nn.sigmoid(params.logits)
+    if plan.object_box != ((0, plan.shape[0]), (0, plan.shape[1]), (0, plan.shape[2])):
+        inside = np.zeros(plan.shape, bool)
+        inside[tuple(slice(lo, hi) for lo, hi in plan.object_box)] = True
+        s = jnp.where(inside, s, 0)
     psi = s.astype(jnp.complex128 if rdtype == jnp.float64 else jnp.complex64) * lax.complex(
         jnp.cos(params.phase), jnp.sin(params.phase)
     )
-
-    def resample(x: jax.Array) -> jax.Array:
-        x = jnp.pad(jnp.moveaxis(x, 2, 0), ((0, 0), (1, 1), (1, 1)))  # (N2, N0 + 2, N1 + 2)
-        f0 = jnp.asarray(plan.f0, x.dtype)[:, None]
-        cols = (1 - f0) * x[:, plan.lo0] + f0 * x[:, plan.lo0 + 1]  # (N2, nx, N1 + 2)
-        f1 = jnp.asarray(plan.f1, x.dtype)
-        lo = jnp.broadcast_to(plan.lo1, (x.shape[0], *plan.lo1.shape))
-        lower = jnp.take_along_axis(cols, lo, axis=2)
-        upper = jnp.take_along_axis(cols, lo + 1, axis=2)
-        return (1 - f1) * lower + f1 * upper
-
     # Linear interpolation along a0 multiplies the transform by the triangle's sinc^2(omega/2):
     # dividing psi's DFT along m0 by it first makes the interpolated coupling reproduce the
     # samples' DFT (the kinematical model) in the weak limit and keeps a linear phase linear
     # (a uniform strain moves the rocking curve rigidly) instead of damping it between voxels.
     prefilter = jnp.asarray(1.0 / plan.triangle_transform, psi.dtype)[:, None, None]
     psi = jnp.fft.ifft(jnp.fft.fft(psi, axis=0) * prefilter, axis=0)
+    (lo0, hi0), (lo1, hi1), (lo2, hi2) = plan.box
+
+    def resample(x: jax.Array) -> jax.Array:
+        x = jnp.pad(x[lo0:hi0, lo1:hi1, lo2:hi2], ((1, 1), (1, 1), (0, 0)))
+        f0 = jnp.asarray(plan.f0, x.dtype)[:, None, None]
+        cols = (1 - f0) * x[plan.lo0] + f0 * x[plan.lo0 + 1]  # (nx, B1 + 2, B2)
+        f1 = jnp.asarray(plan.f1, x.dtype)[None, :, None]
+        return (1 - f1) * cols[:, plan.lo1] + f1 * cols[:, plan.lo1 + 1]
+
     return resample(s), resample(psi)
 
 
-def _frames(
-    s_grid: jax.Array, w_grid: jax.Array, dtheta: jax.Array, plan: MarchPlan, chi: Susceptibility
-) -> jax.Array:
+def march_coefficients(params: CrystalParams, plan: MarchPlan) -> dyn.ShearedCoefficients:
+    """The sheared march's per-point update of a crystal, each (nx, nrays, B2) complex.
+
+    Independent of the rocking angle: computed once per forward call, shared by every angle.
+    """
+    s_grid, w_grid = march_fields(params, plan)
+    return dyn.sheared_coefficients(s_grid, w_grid, plan.case.chi, plan.setup)
+
+
+def _frames(k: dyn.ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan) -> jax.Array:
     """Far-field intensity of rocking angles dtheta (A,) (rad): shape (A, N1, N2)."""
-    rdtype = s_grid.dtype
-    march = partial(dyn.tt_exit_field_weighted, chi=chi, setup=plan.setup)
-    per_slice = jax.vmap(march, in_axes=(0, 0, None))  # over y
-
-    def one_angle(dth: jax.Array) -> jax.Array:
-        out = per_slice(s_grid, w_grid, dth)[:, plan.col_rays]  # (N2, N1)
-        rel = jnp.asarray(plan.col_rays - plan.col_rays[0], rdtype)
-        shear = -plan.shear * dth * rel  # exp(-i q.u0 i D), referred to column m1 = 0
-        field = out * lax.complex(jnp.cos(shear), jnp.sin(shear))[None, :]
-        far = jnp.fft.fft2(field.T)  # (N1, N2): column m1 -> detector row n1
-        amp = far * (1.0 / plan.norm)
-        return amp.real**2 + amp.imag**2
-
-    return jax.vmap(one_angle)(dtheta)
+    rdtype = dtheta.dtype
+    beta = plan.beta_per_rad * dtheta
+    out = dyn.sheared_march(
+        k, lax.complex(jnp.cos(beta), -jnp.sin(beta)), plan.setup.checkpoint_block
+    )
+    field = jnp.moveaxis(out[plan.col_rays], 2, 0)  # (A, B1, B2): column m1, y-slice m2
+    # Dh' = out exp(i beta (nx - 1 - i)) and exp(-i q.u0 i D) = exp(-i shear dtheta i), both
+    # referred to the box's first column ray
+    rel = jnp.asarray(plan.col_rays - plan.col_rays[0], rdtype)[None, :]
+    ramp = -(beta + plan.shear * dtheta)[:, None] * rel  # (A, B1)
+    field = field * lax.complex(jnp.cos(ramp), jnp.sin(ramp))[:, :, None]
+    (_, _), (lo1, hi1), (lo2, hi2) = plan.box
+    _, n1, n2 = plan.shape
+    field = jnp.pad(field, ((0, 0), (lo1, n1 - hi1), (lo2, n2 - hi2)))
+    far = jnp.fft.fft2(field)  # (A, N1, N2): column m1 -> detector row n1
+    amp = far * (1.0 / plan.norm)
+    return amp.real**2 + amp.imag**2
 
 
 def _chunked_frames(
-    s_grid: jax.Array, w_grid: jax.Array, dtheta: jax.Array, plan: MarchPlan, chunk: int
+    k: dyn.ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan, chunk: int
 ) -> jax.Array:
-    """_frames over the angles, chunk at a time (rematerialised) when chunk > 0."""
-    chi = plan.case.chi
+    """_frames over the angles, chunk at a time (recomputed under reverse mode) when chunk > 0."""
     n = dtheta.shape[0]
     if chunk <= 0 or chunk >= n:
-        return _frames(s_grid, w_grid, dtheta, plan, chi)
+        return _frames(k, dtheta, plan)
     nchunks = -(-n // chunk)
     padded = jnp.pad(dtheta, (0, nchunks * chunk - n))
 
     @jax.checkpoint
     def body(d: jax.Array) -> jax.Array:
-        return _frames(s_grid, w_grid, d, plan, chi)
+        return _frames(k, d, plan)
 
     frames = lax.map(body, padded.reshape(nchunks, chunk))
     return frames.reshape(nchunks * chunk, *frames.shape[2:])[:n]
@@ -310,9 +374,9 @@ def forward(
     march, float64 -> complex128). Equals kinematic.forward for chi -> 0.
     """
     plan = march_plan(geometry, options)
-    s_grid, w_grid = march_fields(params, plan)
-    dtheta = jnp.asarray(plan.dtheta, s_grid.dtype)
-    return _chunked_frames(s_grid, w_grid, dtheta, plan, options.angle_chunk)
+    k = march_coefficients(params, plan)
+    dtheta = jnp.asarray(plan.dtheta, params.logits.dtype)
+    return _chunked_frames(k, dtheta, plan, options.angle_chunk)
 
 
 def angle_mesh(devices: list | None = None) -> Mesh:
@@ -334,20 +398,20 @@ def forward_sharded(
     """
     mesh = mesh if mesh is not None else angle_mesh()
     plan = march_plan(geometry, options)
-    s_grid, w_grid = march_fields(params, plan)
+    k = march_coefficients(params, plan)
     ndev = mesh.shape["angle"]
     n = plan.dtheta.shape[0]
     total = -(-n // ndev) * ndev
-    dtheta = jnp.asarray(np.pad(plan.dtheta, (0, total - n)), s_grid.dtype)
+    dtheta = jnp.asarray(np.pad(plan.dtheta, (0, total - n)), params.logits.dtype)
 
-    def local(s: jax.Array, w: jax.Array, d: jax.Array) -> jax.Array:
-        return _chunked_frames(s, w, d, plan, options.angle_chunk)
+    def local(k: dyn.ShearedCoefficients, d: jax.Array) -> jax.Array:
+        return _chunked_frames(k, d, plan, options.angle_chunk)
 
     sharded = jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("angle")),
+        in_specs=(PartitionSpec(), PartitionSpec("angle")),
         out_specs=PartitionSpec("angle"),
         check_vma=False,  # the march's scan starts from replicated boundary fields
     )
-    return sharded(s_grid, w_grid, dtheta)[:n]
+    return sharded(k, dtheta)[:n]
