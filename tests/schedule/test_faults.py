@@ -98,14 +98,17 @@ def test_driver_killed_mid_sweep_resumes_without_recomputing(tmp_path):
 
 
 def test_worker_turnover_far_below_the_sweep_duration(tmp_path):
+    """Workers retire every ~10 s while the sweep runs longer: still every task exactly once."""
     store = tmp_path / "s.zarr"
     spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": 12}, base=SLOW_TASKS)
-    started = time.monotonic()
-    lifetime = ("local.lifetime=15s", "local.lifetime_stagger=2s", "local.lifetime_restart=true")
+    lifetime = ("local.lifetime=10s", "local.lifetime_stagger=1s", "local.lifetime_restart=true")
     proc = _start_sweep(spec, *[a for kv in lifetime for a in ("--set", kv)])
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
-    assert time.monotonic() - started > 2 * 15  # every worker was replaced at least once
     s = Store.open(store)
     assert len(s.result_ids()) == 12
     assert all(s.result_attrs(t)["status"] == "done" for t in s.result_ids())
+    # two worker processes at a time: results written by more than two processes mean that
+    # workers retired and were replaced during the sweep
+    writers = {s.result_attrs(t)["provenance"]["pid"] for t in s.result_ids()}
+    assert len(writers) > 2, writers
