@@ -6,6 +6,7 @@ Every measurement runs on a real LocalCluster with worker processes, as `dyncdi 
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 import time
@@ -58,7 +59,7 @@ def tiny_tasks(n: int, workers: int, store: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(n_workers=workers, **CLUSTER) as c:
         path = str(Store.create(Path(tmp) / "s.zarr").path) if store else None
         with Client(c) as client:
-            client.submit(tiny_task, None, -1).result()  # workers up and warm
+            client.run(importlib.import_module, __name__)  # every worker imports this module
             start = time.perf_counter()
             futures = client.map(tiny_task, [path] * n, range(n), pure=False)
             _run_all(client, futures)
@@ -77,7 +78,7 @@ def tiny_tasks(n: int, workers: int, store: bool) -> dict[str, Any]:
 def long_tasks(n: int, seconds: float, workers: int) -> dict[str, Any]:
     """Dask overhead as a fraction of n tasks of `seconds` each on `workers` processes."""
     with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
-        client.submit(sleeping_task, 0.0).result()
+        client.run(importlib.import_module, __name__)
         start = time.perf_counter()
         futures = client.map(sleeping_task, [seconds] * n, pure=False)
         _run_all(client, futures)
@@ -94,7 +95,8 @@ def long_tasks(n: int, seconds: float, workers: int) -> dict[str, Any]:
 
 
 def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
-    """The same reconstruction sweep on 1 and on 2 worker processes (compilation included)."""
+    """The same reconstruction sweep on 1 and on 2 worker processes, after each worker has
+    compiled (one pinned warm-up task each): the steady state of a long sweep."""
     walls = {}
     geometry = GeometryConfig(
         energy_kev=9.0,
@@ -115,11 +117,29 @@ def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
                 for s in range(n_tasks)
             ]
             with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
-                start = time.perf_counter()
-                futures = [
-                    client.submit(run_task, str(store.path), t.model_dump_json(), 0, pure=False)
-                    for t in tasks
+                # one warm-up task per worker (compilation), pinned, not in the timed sweep
+                warm = [t.model_copy(update={"seed": 1000 + i}) for i, t in enumerate(tasks)]
+                addresses = list(client.scheduler_info()["workers"])
+                pinned = [
+                    client.submit(
+                        run_task,
+                        str(store.path),
+                        t.model_dump_json(),
+                        0,
+                        workers=[a],
+                        pure=False,
+                    )
+                    for t, a in zip(warm, addresses, strict=False)
                 ]
+                _run_all(client, pinned)
+                start = time.perf_counter()
+                futures = client.map(
+                    run_task,
+                    [str(store.path)] * len(tasks),
+                    [t.model_dump_json() for t in tasks],
+                    [0] * len(tasks),
+                    pure=False,
+                )
                 _run_all(client, futures)
                 walls[workers] = time.perf_counter() - start
             assert len(plan(tasks, store).done) == n_tasks
@@ -170,7 +190,7 @@ def run(quick: bool) -> dict[str, Any]:
     """Registered entry point (quick: 1,000 tiny tasks, 2 s long tasks, 4-task sweep)."""
     n_tiny = 1000 if quick else 10_000
     tiny = [tiny_tasks(n_tiny, 2, store=False), tiny_tasks(n_tiny, 2, store=True)]
-    long = long_tasks(4, 2.0 if quick else 10.0, 2)
+    long = long_tasks(8, 2.0 if quick else 10.0, 2)
     params = ReconParams(recipe="20*ER+180*HIO+50*ER", ad_steps=300)
     speed = sweep_speedup(4 if quick else 8, params)
     throughput = [store_throughput(20, 32), store_throughput(10, 64)]
