@@ -140,7 +140,10 @@ def sample_slices_figure(
     fields: (label, volume, colormap, units, vmin, vmax); NaN is drawn white. limits_nm:
     the (low, high) range shown along x, y and z (default: the whole grid).
     """
-    fig, axes = plt.subplots(len(fields), 3, figsize=(10, 3.1 * len(fields)), squeeze=False)
+    # constrained layout keeps each row's colour bar beside the row, clear of the panels
+    fig, axes = plt.subplots(
+        len(fields), 3, figsize=(10, 3.1 * len(fields)), squeeze=False, layout="constrained"
+    )
     names = ("x", "y", "z")
     for row, (label, volume, cmap, units, vmin, vmax) in enumerate(fields):
         for col, (h, v, normal) in enumerate(SAMPLE_PLANES):
@@ -161,7 +164,6 @@ def sample_slices_figure(
             ax.set_ylabel(f"{v} (nm)", fontsize=8)
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
-    fig.subplots_adjust(hspace=0.5)
     fig.suptitle(title)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
