@@ -156,6 +156,31 @@ class ReconParams(Frozen):
         100, ge=0, description="first ER/HIO/RAAR iteration at which the widths are fitted"
     )
     lr_coherence: float = Field(1e-2, gt=0, description="AD learning rate of the log-widths")
+    background: float | None = Field(
+        None,
+        gt=0,
+        description="constant background (counts per voxel): its initial value, fitted by AD "
+        "(kept > 0); None: no background term",
+    )
+    lr_background: float = Field(5e-2, gt=0, description="AD learning rate of the log-background")
+    fit_rocking_offset: bool = Field(
+        True,
+        description="dynamical model: fit the absolute rocking offset (the kinematical model "
+        "has none: an offset is a phase ramp there)",
+    )
+    rocking_offset_steps: float | None = Field(
+        None,
+        description="dynamical model: initial absolute rocking offset (rocking steps) added to "
+        "the scan's angles; None: the refraction shift -Re chi0 / sin 2thetaB (a scan centred "
+        "on the measured peak)",
+    )
+    lr_offset: float = Field(5e-2, gt=0, description="AD learning rate of the rocking offset")
+    dynamical_box_margin: int = Field(
+        2,
+        ge=0,
+        description="dynamical model: voxels around the loose support's bounding box that the "
+        "march covers (the object is vacuum outside the box)",
+    )
 
     @field_validator("recipe")
     @classmethod

@@ -366,16 +366,23 @@ def _chunked_frames(
 
 @partial(jax.jit, static_argnames=("geometry", "options"))
 def forward(
-    params: CrystalParams, geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS
+    params: CrystalParams,
+    geometry: Geometry,
+    options: DynamicalOptions = DEFAULT_OPTIONS,
+    dtheta_offset: jax.Array | float = 0.0,
 ) -> jax.Array:
     """Dynamical intensity (kinematical scale, FFT order) of a crystal, shape geometry.shape.
 
     params: logits and phase, each (N0, N1, N2) on the conjugate grid (float32 -> complex64
-    march, float64 -> complex128). Equals kinematic.forward for chi -> 0.
+    march, float64 -> complex128). Equals kinematic.forward for chi -> 0. dtheta_offset
+    (rad, traced, differentiable): absolute rocking offset added to every rocking angle of the
+    geometry, so frame n0 is the crystal at dtheta_n0 + dtheta_offset from the kinematical
+    Bragg angle (a dynamical curve sits at the refraction shift -Re chi0 / sin 2tB).
     """
     plan = march_plan(geometry, options)
     k = march_coefficients(params, plan)
-    dtheta = jnp.asarray(plan.dtheta, params.logits.dtype)
+    dtype = params.logits.dtype
+    dtheta = jnp.asarray(plan.dtheta, dtype) + jnp.asarray(dtheta_offset, dtype)
     return _chunked_frames(k, dtheta, plan, options.angle_chunk)
 
 

@@ -1,5 +1,6 @@
 """AD refinement: optax Adam on shape logits, phase, a global scale and (optionally) the
-log-widths of a Gaussian coherence function.
+log-widths of a Gaussian coherence function, a constant background and (dynamical model) the
+absolute rocking offset.
 
 The step is one jitted function; a run is a host loop over jitted chunks of log_every steps,
 so values reach the host only at logging intervals.
@@ -17,6 +18,7 @@ import numpy as np
 import optax
 
 from ..errors import TaskFailed
+from ..physics import dynamical3d
 from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams
 from ..physics.models import FORWARD_MODELS
@@ -27,11 +29,15 @@ from .regularisers import REGULARISERS
 
 class ADParams(NamedTuple):
     """Everything AD fits: the crystal, the log of the global amplitude scale and, with partial
-    coherence, the log of the coherence function's widths (3,) in pixels (else None)."""
+    coherence, the log of the coherence function's widths (3,) in pixels (else None); with a
+    background, the log of a constant background (counts per voxel, else None); with the
+    dynamical model's rocking offset, that offset in rocking steps (else None)."""
 
     crystal: CrystalParams
     log_scale: jax.Array
     log_widths: jax.Array | None = None
+    log_background: jax.Array | None = None
+    rocking_offset: jax.Array | None = None
 
 
 class Problem(NamedTuple):
@@ -63,7 +69,10 @@ class StepConfig(NamedTuple):
     regularisers names the terms in the objective; their weights are traced (Hyper), so a
     sweep over weights compiles once, and a term with weight 0 is left out, not computed.
     coherence switches the partially coherent model on (ADParams.log_widths fitted); off, the
-    compiled step is the coherent one.
+    compiled step is the coherent one. background fits ADParams.log_background, rocking_offset
+    ADParams.rocking_offset (dynamical model only: for the kinematical model an offset is a
+    phase ramp). dynamical: the dynamical model's static options (its march box), None for the
+    defaults.
     """
 
     geometry: Geometry
@@ -75,12 +84,22 @@ class StepConfig(NamedTuple):
     regularisers: tuple[str, ...] = ()
     coherence: bool = False
     lr_coherence: float = 1e-2
+    background: bool = False
+    lr_background: float = 5e-2
+    rocking_offset: bool = False
+    lr_offset: float = 5e-2
+    dynamical: dynamical3d.DynamicalOptions | None = None
 
 
 def make_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
-    """Adam with one learning rate per parameter group (shape logits, phase, scale, widths)."""
+    """Adam with one learning rate per parameter group (shape logits, phase, scale, widths,
+    background, rocking offset)."""
     labels = ADParams(
-        CrystalParams("shape", "phase"), "scale", "coherence" if cfg.coherence else None
+        CrystalParams("shape", "phase"),
+        "scale",
+        "coherence" if cfg.coherence else None,
+        "background" if cfg.background else None,
+        "offset" if cfg.rocking_offset else None,
     )
     transforms = {
         "shape": optax.adam(cfg.lr_shape),
@@ -89,18 +108,38 @@ def make_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
     }
     if cfg.coherence:
         transforms["coherence"] = optax.adam(cfg.lr_coherence)
+    if cfg.background:
+        transforms["background"] = optax.adam(cfg.lr_background)
+    if cfg.rocking_offset:
+        transforms["offset"] = optax.adam(cfg.lr_offset)
     return optax.multi_transform(transforms, labels)
 
 
 def model_intensity(params: ADParams, support: jax.Array, cfg: StepConfig) -> jax.Array:
     """Scaled modelled intensity (FFT order), shape geometry.shape; blurred by the coherence
-    function when cfg.coherence."""
-    forward = FORWARD_MODELS[cfg.model]
+    function when cfg.coherence, plus the constant background when cfg.background. The
+    dynamical model runs with cfg.dynamical's options at the rocking angles shifted by the
+    fitted offset (cfg.rocking_offset)."""
     crystal = confined(params.crystal, support)
-    intensity = forward(crystal, cfg.geometry) * jnp.exp(2.0 * params.log_scale)
+    if cfg.model == "dynamical":
+        options = cfg.dynamical if cfg.dynamical is not None else dynamical3d.DEFAULT_OPTIONS
+        offset = 0.0
+        if cfg.rocking_offset:
+            offset = params.rocking_offset * rocking_step_rad(cfg.geometry)
+        intensity = dynamical3d.forward(crystal, cfg.geometry, options, offset)
+    else:
+        intensity = FORWARD_MODELS[cfg.model](crystal, cfg.geometry)
+    intensity = intensity * jnp.exp(2.0 * params.log_scale)
     if cfg.coherence:
         intensity = blur(intensity, jnp.exp(params.log_widths))
+    if cfg.background:
+        intensity = intensity + jnp.exp(params.log_background)
     return intensity
+
+
+def rocking_step_rad(geometry: Geometry) -> float:
+    """The rocking step of a geometry (rad): the unit of ADParams.rocking_offset."""
+    return float(geometry.rocking_step_rad)
 
 
 def objective(

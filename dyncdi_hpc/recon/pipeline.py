@@ -12,6 +12,7 @@ import numpy as np
 from ..config import ReconParams
 from ..errors import TaskFailed
 from ..merge.align import support_of
+from ..physics import dynamical3d
 from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams, shape_of
 from .coherence import CoherenceFit, blur
@@ -213,8 +214,20 @@ def ad_start(
     return ADParams(crystal=crystal, log_scale=log_scale.astype(data.dtype), log_widths=log_widths)
 
 
-def step_config(geometry: Geometry, params: ReconParams) -> StepConfig:
-    """Static AD configuration of a reconstruction (regularisers with zero weight left out)."""
+def step_config(
+    geometry: Geometry, params: ReconParams, support: np.ndarray | jax.Array | None = None
+) -> StepConfig:
+    """Static AD configuration of a reconstruction (regularisers with zero weight left out).
+
+    support: the loose support AD confines the shape to (FFT order); with the dynamical model
+    the march covers its bounding box grown by params.dynamical_box_margin (None: the whole
+    grid, ~10x slower on a typical oversampled grid).
+    """
+    dynamical = params.model == "dynamical"
+    options = None
+    if dynamical and support is not None:
+        box = dynamical3d.support_box(np.asarray(support), params.dynamical_box_margin)
+        options = dynamical3d.DynamicalOptions(box=box)
     return StepConfig(
         geometry=geometry,
         model=params.model,
@@ -225,7 +238,44 @@ def step_config(geometry: Geometry, params: ReconParams) -> StepConfig:
         regularisers=("tv",) if params.tv_weight > 0 else (),
         coherence=params.coherence is not None,
         lr_coherence=params.lr_coherence,
+        background=params.background is not None,
+        lr_background=params.lr_background,
+        rocking_offset=dynamical and params.fit_rocking_offset,
+        lr_offset=params.lr_offset,
+        dynamical=options,
     )
+
+
+def refraction_offset_steps(geometry: Geometry) -> float:
+    """Refraction shift of the dynamical rocking curve, -Re chi0 / sin 2thetaB, in rocking steps."""
+    case = dynamical3d.bragg_case_of(geometry)
+    shift = -complex(case.chi.chi0).real / np.sin(2 * case.bragg_angle_rad)
+    return float(shift / geometry.rocking_step_rad)
+
+
+def with_nuisances(start: ADParams, params: ReconParams, geometry: Geometry) -> ADParams:
+    """start with the initial background and rocking offset of params where they are fitted."""
+    dtype = start.log_scale.dtype
+    if params.background is not None:
+        start = start._replace(log_background=jnp.asarray(np.log(params.background), dtype))
+    if params.model == "dynamical" and params.fit_rocking_offset:
+        offset = params.rocking_offset_steps
+        offset = refraction_offset_steps(geometry) if offset is None else offset
+        start = start._replace(rocking_offset=jnp.asarray(offset, dtype))
+    return start
+
+
+def rescaled(start: ADParams, problem: Problem, cfg: StepConfig) -> ADParams:
+    """start with the least-squares global scale of cfg's model (ad_start's is kinematical;
+    extinction makes the dynamical intensity weaker)."""
+    model = model_intensity(
+        start._replace(log_scale=jnp.zeros_like(start.log_scale)), problem.support, cfg
+    )
+    if cfg.background:
+        model = model - jnp.exp(start.log_background)
+    w = problem.measured
+    ratio = jnp.sum(jnp.where(w, problem.data, 0.0)) / jnp.sum(jnp.where(w, model, 0.0))
+    return start._replace(log_scale=(0.5 * jnp.log(ratio)).astype(start.log_scale.dtype))
 
 
 def ad_problem(
@@ -273,7 +323,6 @@ def reconstruct(
         to_fft_order(np.ones(intensity.shape, bool) if mask is None else ~np.asarray(mask, bool))
     )
     amplitude = jnp.sqrt(data)
-    cfg = step_config(geometry, params)
     resume = checkpointing.resume
     if resume is not None and resume.stage == "ad":
         psi = jnp.asarray(resume.arrays["psi"])
@@ -285,8 +334,18 @@ def reconstruct(
         psi, support, pr_error, widths = phase_retrieval(
             pr_key, amplitude, measured, params, progress, checkpointing, start=start
         )
+    if params.model != "kinematical":
+        # the march is not periodic: the crystal must not wrap around the grid's faces (an
+        # integer roll of the object changes no intensity)
+        shifts = centre_roll(np.asarray(support))
+        psi = jnp.roll(psi, shifts, axis=(0, 1, 2))
+        support = jnp.roll(support, shifts, axis=(0, 1, 2))
     initial, problem, hyper = ad_problem(psi, support, data, measured, params, widths)
     loose_support = problem.support
+    cfg = step_config(geometry, params, loose_support)
+    initial = with_nuisances(initial, params, geometry)
+    if params.model != "kinematical":
+        initial = rescaled(initial, problem, cfg)
     opt_state = init_state(initial, cfg)
     start_step, ad_history = 0, np.zeros(0, np.float32)
     if resume is not None and resume.stage == "ad":
@@ -353,6 +412,19 @@ def reconstruct(
             "support_voxels": int(final_support.sum()),
             "pr_iterations": int(sum(n for _, n in parse_recipe(params.recipe))),
             "ad_steps": int(params.ad_steps),
+            **(
+                {}
+                if fitted.log_background is None
+                else {"background": float(jnp.exp(fitted.log_background))}
+            ),
+            **(
+                {}
+                if fitted.rocking_offset is None
+                else {
+                    "rocking_offset_rad": float(fitted.rocking_offset)
+                    * float(geometry.rocking_step_rad)
+                }
+            ),
             **(
                 {}
                 if widths is None
