@@ -14,6 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
+# dask_jobqueue installs a signal handler when imported, which Python allows only in the main
+# thread; the sweep below runs in a thread, so import it here first.
+import dask_jobqueue  # noqa: F401
 import pytest
 from click.testing import CliRunner
 
@@ -168,7 +171,15 @@ def test_scancel_mid_sweep_every_task_done_exactly_once(tmp_path):
     require_slurm()
     store = tmp_path / "s.zarr"
     n_tasks = 12
-    spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": n_tasks}, cluster="slurm-cpu")
+    # tasks of a few seconds: the sweep outlasts the cancelled job long enough for the watcher
+    # (1 s interval) to replace it, so the replacement is observed, not raced
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        store,
+        sweep={"seed": n_tasks},
+        base={"ad_steps": 1500, "log_every": 100},
+        cluster="slurm-cpu",
+    )
     sets = small_jobs(tmp_path, "scale=2", "watch_interval=1")
     name = job_name(sets)
     outcome = {}
