@@ -207,7 +207,12 @@ def test_scancel_mid_sweep_every_task_done_exactly_once(tmp_path):
     assert result.exit_code == 0, result.output
     assert cancelled is not None, "the sweep ended before a job could be cancelled mid-sweep"
     assert done_before < n_tasks
-    assert f"this run: done {n_tasks}" in result.output
+    # a task whose job was cancelled just after it wrote its result is rerun by Dask and then
+    # reports "skipped" (or "duplicate" if both runs computed): still written once
+    (line,) = [ln for ln in result.output.splitlines() if "this run:" in ln]
+    counts = dict(p.rsplit(" ", 1) for p in line.split("this run: ", 1)[1].split(", "))
+    assert set(counts) <= {"done", "skipped", "duplicate"}, line
+    assert sum(int(v) for v in counts.values()) == n_tasks, line
     groups = result_groups(store)
     assert len(groups) == n_tasks == len(set(groups))
     s = Store.open(store)
