@@ -34,7 +34,14 @@ Plot = Callable[[dict[str, Any]], Figure | None]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VERSIONED = ("jax", "jaxlib", "numpy", "optax", "dyncdi-hpc")
-ENVIRONMENT = ("XLA_FLAGS", "JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+ENVIRONMENT = (
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION",
+)
 
 
 class Timing(NamedTuple):
