@@ -34,7 +34,7 @@ def _setup(model: str, data, *, phase, dtype=jnp.float32, background: float | No
     counts = jnp.asarray(np.fft.ifftshift(data.intensity), dtype)  # detector frame, FFT order
     loose = gaussian_blur(jnp.asarray(truth.amplitude > 0, dtype), jnp.asarray(1.0)) > 0.1
     tp = truth_params(data, dtype)
-    logits = jnp.where(jnp.isfinite(tp.logits), jnp.clip(tp.logits, -4, 4), -4.0)
+    logits = jnp.clip(jnp.nan_to_num(tp.logits, posinf=4.0, neginf=-4.0), -4, 4)
     params = ReconParams(model=model, lr_phase=3e-2, background=background)
     cfg = step_config(geometry, params, loose)
     start = ADParams(CrystalParams(logits, jnp.asarray(phase, dtype)), jnp.asarray(0.0, dtype))
