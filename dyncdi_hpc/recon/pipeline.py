@@ -26,6 +26,7 @@ from .optimise import (
     confined,
     init_state,
     model_intensity,
+    objective,
     refine,
 )
 from .projections import (
@@ -344,6 +345,12 @@ def reconstruct(
         psi = jnp.roll(psi, shifts, axis=(0, 1, 2))
         support = jnp.roll(support, shifts, axis=(0, 1, 2))
     first, problem, _ = ad_problem(psi, support, data, measured, params, widths)
+    centre2 = None
+    if params.uses_dynamical():
+        # the kinematical model cannot tell the object from its twin, the dynamical one can:
+        # a support that holds both lets the dynamical stage choose (stage_start)
+        centre2 = mirror_centre(np.asarray(problem.support))
+        problem = problem._replace(support=problem.support | mirror(problem.support, centre2))
     loose_support = problem.support
     schedule = params.schedule()
     resume_stage = -1 if resume is None or resume.stage == "pr" else _stage_index(resume.stage)
@@ -356,7 +363,10 @@ def reconstruct(
             continue
         initial = stage_start(fitted if k > 0 else None, first, stage_params, geometry)
         if stage.model != "kinematical" and (k == 0 or previous.model != stage.model):
-            initial = rescaled(initial, problem, cfg)
+            candidates = [initial, twin_of(initial, centre2)]
+            candidates = [rescaled(c, problem, cfg) for c in candidates]
+            losses = [float(objective(c, problem, hyper, cfg)[0]) for c in candidates]
+            initial = candidates[int(np.argmin(losses))]
         opt_state = init_state(initial, cfg)
         start_step = 0
         if k == resume_stage:
@@ -441,6 +451,27 @@ def reconstruct(
             ),
         },
     )
+
+
+def mirror_centre(support: np.ndarray) -> tuple[int, int, int]:
+    """2c per axis, c the centre of support's bounding box: mirror() maps that box onto itself."""
+    box = dynamical3d.support_box(support, 0)
+    return tuple(lo + hi - 1 for lo, hi in box)
+
+
+def mirror(x: jax.Array, centre2: tuple[int, int, int]) -> jax.Array:
+    """x(2c - m) (periodic indices) for an array (N0, N1, N2): the point reflection about c."""
+    for axis, c2 in enumerate(centre2):
+        x = jnp.roll(jnp.flip(x, axis), c2 + 1, axis)
+    return x
+
+
+def twin_of(params: ADParams, centre2: tuple[int, int, int]) -> ADParams:
+    """The twin object conj(psi(2c - r)): the same kinematical intensity, another dynamical one."""
+    crystal = CrystalParams(
+        logits=mirror(params.crystal.logits, centre2), phase=-mirror(params.crystal.phase, centre2)
+    )
+    return params._replace(crystal=crystal)
 
 
 def stage_parameters(params: ReconParams, stage: ADStage) -> ReconParams:

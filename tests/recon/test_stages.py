@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dyncdi_hpc.config import ADStage, CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
-from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical
-from dyncdi_hpc.recon.pipeline import Checkpointing, reconstruct
+from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
+from dyncdi_hpc.physics.dynamical3d import support_box
+from dyncdi_hpc.physics.kinematic import forward as kinematical
+from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective
+from dyncdi_hpc.recon.pipeline import (
+    Checkpointing,
+    mirror,
+    mirror_centre,
+    reconstruct,
+    rescaled,
+    step_config,
+    twin_of,
+    with_nuisances,
+)
 
 GEOMETRY_16 = GeometryConfig(
     energy_kev=9.0,
@@ -105,3 +118,45 @@ def test_saturated_pixels_are_left_out(noiseless32, geometry32, fast_params) -> 
     unmasked = reconstruct(clipped, None, geometry32, fast_params, key=key)
     assert not np.allclose(unmasked.ad_loss, masked.ad_loss, rtol=1e-3)
     assert masked.metrics["error"] == pytest.approx(explicit.metrics["error"], rel=1e-5)
+
+
+def test_mirror_is_an_involution_that_keeps_the_support_box() -> None:
+
+    rng = np.random.default_rng(0)
+    support = np.zeros((12, 10, 14), bool)
+    support[2:7, 3:9, 5:12] = rng.random((5, 6, 7)) > 0.3
+    centre2 = mirror_centre(support)
+    mirrored = np.asarray(mirror(support, centre2))
+    assert support_box(mirrored, 0) == support_box(support, 0)
+    np.testing.assert_array_equal(np.asarray(mirror(mirrored, centre2)), support)
+
+
+def test_twin_has_the_kinematical_intensity_and_the_dynamical_loss_picks_the_object(thick16):
+    """The twin of the truth fits the kinematical model exactly as well as the truth does; the
+    dynamical model of a thick crystal tells them apart, and the stage start picks the truth."""
+
+    data = thick16.data
+    tp = truth_params(data, jnp.float32)
+    logits = jnp.clip(jnp.nan_to_num(tp.logits, posinf=6.0, neginf=-6.0), -6, 6)
+    truth = ADParams(tp._replace(logits=logits), jnp.asarray(0.0, jnp.float32))
+    support = jnp.asarray(data.truth.amplitude > 0)
+    centre2 = mirror_centre(np.asarray(support))
+    support = support | mirror(support, centre2)
+    twin = twin_of(truth, centre2)
+    geometry = data.geometry
+    np.testing.assert_allclose(
+        kinematical(twin.crystal, geometry),
+        kinematical(truth.crystal, geometry),
+        rtol=2e-3,
+        atol=1e-6,
+    )
+    counts = jnp.asarray(np.fft.ifftshift(data.intensity))
+    problem = Problem(counts, jnp.ones(counts.shape, bool), support)
+    params = ReconParams(model="dynamical")
+    cfg = step_config(geometry, params, support)
+    hyper = Hyper(jnp.asarray(0.0))
+    loss = {}
+    for name, p in (("truth", truth), ("twin", twin)):
+        p = rescaled(with_nuisances(p, params, geometry), problem, cfg)
+        loss[name] = float(objective(p, problem, hyper, cfg)[0])
+    assert loss["twin"] > 10 * loss["truth"], loss
