@@ -89,6 +89,19 @@ class SimulateConfig(Frozen):
     peak_counts: float = Field(1e5, gt=0, description="counts in the brightest voxel")
     noise: bool = Field(True, description="Poisson noise; false gives noiseless intensities")
     noise_seed: int = 0
+    model: Literal["kinematical", "dynamical"] = Field(
+        "kinematical",
+        description="forward model that makes the intensities: dynamical (two-beam Takagi-Taupin, "
+        "the scan centred on the refracted peak) for crystals near or above the extinction length",
+    )
+
+    def fingerprint_payload(self) -> dict:
+        """The config as hashed into the dataset fingerprint (the default model left out, so
+        that stores written before the field existed keep their fingerprints)."""
+        dump = self.model_dump(mode="json")
+        if dump["model"] == "kinematical":
+            del dump["model"]
+        return dump
 
 
 class SimulatedDataset(Frozen):
@@ -124,8 +137,22 @@ class ShrinkWrap(Frozen):
     start: int = Field(0, ge=0, description="first iteration at which the support may change")
 
 
+class ADStage(Frozen):
+    """One AD stage run before a reconstruction's final (model, ad_steps) one."""
+
+    model: Literal["kinematical", "dynamical"]
+    ad_steps: int = Field(ge=1)
+    lr_phase: float | None = Field(None, gt=0, description="None: the reconstruction's lr_phase")
+    lr_shape: float | None = Field(None, gt=0, description="None: the reconstruction's lr_shape")
+    tv_weight: float | None = Field(None, ge=0, description="None: the reconstruction's")
+
+
 class ReconParams(Frozen):
-    """Parameters of one reconstruction; every field can be a sweep axis."""
+    """Parameters of one reconstruction; every field can be a sweep axis.
+
+    Schedule: the recipe's ER/HIO/RAAR (kinematical), then each of `stages` (AD with its own
+    model, from the previous result), then `ad_steps` of AD with `model`.
+    """
 
     model: Literal["kinematical", "dynamical"] = "kinematical"
     recipe: str = Field(
@@ -182,6 +209,28 @@ class ReconParams(Frozen):
         "march covers (the object is vacuum outside the box)",
     )
 
+    stages: tuple[ADStage, ...] = Field(
+        (),
+        description="AD stages before the final one, e.g. [{model: kinematical, ad_steps: 300}] "
+        "then model: dynamical: kinematical ER/HIO -> kinematical AD -> dynamical AD",
+    )
+    saturation: float | None = Field(
+        None,
+        gt=0,
+        description="counts at and above which a pixel is saturated and left out of every fit "
+        "(besides the dataset's mask); None: no saturation mask",
+    )
+
+    def schedule(self) -> tuple[ADStage, ...]:
+        """Every AD stage in order, the final (model, ad_steps) one included."""
+        if self.ad_steps == 0:
+            return self.stages
+        return (*self.stages, ADStage(model=self.model, ad_steps=self.ad_steps))
+
+    def uses_dynamical(self) -> bool:
+        """True when any AD stage runs the dynamical model."""
+        return any(stage.model == "dynamical" for stage in self.schedule())
+
     @field_validator("recipe")
     @classmethod
     def _recipe_parses(cls, value: str) -> str:
@@ -189,6 +238,11 @@ class ReconParams(Frozen):
 
         parse_recipe(value)
         return value
+
+
+# Fields added after stores were written, hashed into task ids only when not at these values,
+# so that a rerun of an older sweep finds its results under the same ids.
+NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None}
 
 
 class MergeRule(Frozen):

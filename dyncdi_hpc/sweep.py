@@ -66,7 +66,7 @@ def source_fingerprint(spec: SweepSpec, name: str, store: Store | None) -> str:
     if isinstance(dataset, SimulatedDataset):
         cfg = dataset.simulate
         cfg.geometry.build(f"{field}.simulate.geometry")
-        return stable_hash({"kind": "simulate", "config": cfg.model_dump(mode="json")})
+        return stable_hash({"kind": "simulate", "config": cfg.fingerprint_payload()})
     if isinstance(dataset, StoredDataset):
         if store is None or name not in store.input_names():
             raise DyncdiError(

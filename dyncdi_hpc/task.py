@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict
 
-from .config import ReconParams, stable_hash
+from .config import NEUTRAL_PARAMS, ReconParams, stable_hash
 from .data.dataset import GRID_DIMS, Measurement, from_xarray
 from .errors import TaskFailed
 from .provenance import now_iso, provenance
@@ -37,7 +37,11 @@ class TaskSpec(BaseModel):
     @property
     def task_id(self) -> str:
         """Stable 16-hex-digit id: the same spec gives the same id on any host, any run."""
-        return stable_hash(self.model_dump(mode="json"))
+        dump = self.model_dump(mode="json")
+        for name, neutral in NEUTRAL_PARAMS.items():
+            if dump["params"].get(name) == neutral:
+                del dump["params"][name]
+        return stable_hash(dump)
 
 
 def device_description() -> dict:

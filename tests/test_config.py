@@ -51,3 +51,22 @@ def test_bad_spec_errors_name_the_field(tmp_path, edit, message):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(DyncdiError, match="no such file"):
         load_sweep(tmp_path / "nope.yaml")
+
+
+def test_new_neutral_fields_keep_task_ids_and_fingerprints_of_older_stores():
+    """Ids computed by the code before `stages`, `saturation` and simulate.model existed."""
+    from dyncdi_hpc.config import ADStage, ReconParams, stable_hash
+    from dyncdi_hpc.task import TaskSpec
+    from tests.conftest import sim_config
+
+    spec = TaskSpec(dataset="d", fingerprint="f", params=ReconParams(), seed=0)
+    assert spec.task_id == "423956ba11f4d9e4"
+    payload = {"kind": "simulate", "config": sim_config().fingerprint_payload()}
+    assert stable_hash(payload) == "bb242a09ec94796f"
+    staged = ReconParams(stages=(ADStage(model="kinematical", ad_steps=10),))
+    other = spec.model_copy(update={"params": staged})
+    assert other.task_id != spec.task_id
+    dyn = sim_config().model_copy(update={"model": "dynamical"})
+    assert stable_hash({"kind": "simulate", "config": dyn.fingerprint_payload()}) != stable_hash(
+        payload
+    )

@@ -13,7 +13,8 @@ from ..config import ArrayDataset, SimulateConfig, stable_hash
 from ..errors import DyncdiError
 from ..physics.geometry import Geometry
 from ..provenance import provenance
-from .simulate import SimulatedData, Truth, simulate
+from .simulate import Truth, simulate
+from .simulate_dynamical import simulate_dynamical
 from .validate import check_intensity
 
 DETECTOR_DIMS = ("rocking", "row", "col")
@@ -114,11 +115,19 @@ def from_xarray(ds: xr.Dataset, field: str) -> Measurement:
 def simulated_input(cfg: SimulateConfig, field: str) -> xr.Dataset:
     """Simulate a dataset and wrap it as an input group (fingerprint = hash of its config)."""
     geometry = cfg.geometry.build(f"{field}.simulate.geometry")
-    data: SimulatedData = simulate(cfg, geometry)
-    source = {"kind": "simulate", "config": cfg.model_dump(mode="json")}
-    return to_xarray(
+    offset = None
+    if cfg.model == "dynamical":
+        dynamical = simulate_dynamical(cfg, geometry)
+        data, offset = dynamical.data, dynamical.rocking_offset_rad
+    else:
+        data = simulate(cfg, geometry)
+    source = {"kind": "simulate", "config": cfg.fingerprint_payload()}
+    ds = to_xarray(
         data.intensity, geometry, source=source, fingerprint=stable_hash(source), truth=data.truth
     )
+    if offset is not None:
+        ds.attrs["truth_rocking_offset_rad"] = offset
+    return ds
 
 
 def array_input(spec: ArrayDataset, field: str) -> xr.Dataset:

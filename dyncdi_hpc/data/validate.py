@@ -11,7 +11,8 @@ from ..physics.geometry import Geometry
 def check_intensity(
     intensity: np.ndarray, geometry: Geometry, field: str, mask: np.ndarray | None = None
 ) -> None:
-    """Raise a DyncdiError for a wrong shape, NaN/inf, negative counts or an empty dataset."""
+    """Raise a DyncdiError for a wrong shape, NaN/inf, negative counts, an empty dataset or a
+    rocking scan whose brightest frame is its first or last (the scan misses the peak)."""
     if intensity.ndim != 3 or tuple(intensity.shape) != tuple(geometry.shape):
         raise DyncdiError(
             field,
@@ -40,3 +41,13 @@ def check_intensity(
         )
     if not np.any(intensity[valid] > 0):
         raise DyncdiError(field, "all intensities are zero", "check the file")
+    frames = np.where(valid, intensity, 0.0).sum(axis=(1, 2))
+    brightest = int(np.argmax(frames))
+    if intensity.shape[0] > 2 and brightest in (0, intensity.shape[0] - 1):
+        edge = "first" if brightest == 0 else "last"
+        raise DyncdiError(
+            field,
+            f"the rocking scan misses the Bragg peak: its brightest frame is the {edge} of "
+            f"{intensity.shape[0]}",
+            "centre the rocking range on the peak (crop or re-measure), or check the frame order",
+        )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import ReconParams
+from ..config import ADStage, ReconParams
 from ..errors import TaskFailed
 from ..merge.align import support_of
 from ..physics import dynamical3d
@@ -25,6 +26,7 @@ from .optimise import (
     confined,
     init_state,
     model_intensity,
+    objective,
     refine,
 )
 from .projections import (
@@ -43,7 +45,8 @@ Progress = Callable[[str, int, float], None]
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Resumable state of a reconstruction after `step` iterations of `stage` ("pr" or "ad").
+    """Resumable state of a reconstruction after `step` iterations of `stage`: "pr", or "ad"
+    for the first AD stage and "ad<k>" for stage k of ReconParams.schedule().
 
     arrays holds host copies: for "pr" psi, support, pr_error (and coherence_widths with
     partial coherence); for "ad" also the AD parameter and optimiser-state leaves (ad_leaf_<i>)
@@ -319,9 +322,10 @@ def reconstruct(
     if intensity.shape != geometry.shape:
         raise ValueError(f"intensity shape {intensity.shape} != geometry shape {geometry.shape}")
     data = jnp.asarray(to_fft_order(intensity))
-    measured = jnp.asarray(
-        to_fft_order(np.ones(intensity.shape, bool) if mask is None else ~np.asarray(mask, bool))
-    )
+    ignored = np.zeros(intensity.shape, bool) if mask is None else np.asarray(mask, bool)
+    if params.saturation is not None:
+        ignored = ignored | (np.asarray(intensity) >= params.saturation)
+    measured = jnp.asarray(to_fft_order(~ignored))
     amplitude = jnp.sqrt(data)
     resume = checkpointing.resume
     if resume is not None and resume.stage == "ad":
@@ -334,55 +338,70 @@ def reconstruct(
         psi, support, pr_error, widths = phase_retrieval(
             pr_key, amplitude, measured, params, progress, checkpointing, start=start
         )
-    if params.model != "kinematical":
+    if params.uses_dynamical():
         # the march is not periodic: the crystal must not wrap around the grid's faces (an
         # integer roll of the object changes no intensity)
         shifts = centre_roll(np.asarray(support))
         psi = jnp.roll(psi, shifts, axis=(0, 1, 2))
         support = jnp.roll(support, shifts, axis=(0, 1, 2))
-    initial, problem, hyper = ad_problem(psi, support, data, measured, params, widths)
+    first, problem, _ = ad_problem(psi, support, data, measured, params, widths)
+    centre2 = None
+    if params.uses_dynamical():
+        # the kinematical model cannot tell the object from its twin, the dynamical one can:
+        # a support that holds both lets the dynamical stage choose (stage_start)
+        centre2 = mirror_centre(np.asarray(problem.support))
+        problem = problem._replace(support=problem.support | mirror(problem.support, centre2))
     loose_support = problem.support
-    cfg = step_config(geometry, params, loose_support)
-    initial = with_nuisances(initial, params, geometry)
-    if params.model != "kinematical":
-        initial = rescaled(initial, problem, cfg)
-    opt_state = init_state(initial, cfg)
-    start_step, ad_history = 0, np.zeros(0, np.float32)
-    if resume is not None and resume.stage == "ad":
-        initial, opt_state = _unflatten((initial, opt_state), resume.arrays)
-        start_step, ad_history = resume.step, resume.arrays["ad_loss"]
-    history = [ad_history]
-
-    def on_chunk(step, fitted, state, losses):
-        history.append(losses)
-        if progress is not None:
-            progress("AD", step, float(losses[-1]))
-        if checkpointing.due(step - len(losses), step) and step < params.ad_steps:
-            arrays = {
-                "psi": np.asarray(psi),
-                "support": np.asarray(support),
-                "pr_error": np.asarray(pr_error),
-                "ad_loss": np.concatenate(history),
-                **_flatten((fitted, state)),
-            }
-            checkpointing.save(Checkpoint("ad", step, arrays))
-
-    fitted, _ = refine(
-        initial,
-        problem,
-        hyper,
-        cfg,
-        params.ad_steps,
-        params.log_every,
-        opt_state=opt_state,
-        start_step=start_step,
-        on_chunk=on_chunk,
-    )
-    ad_loss = np.concatenate(history)
+    schedule = params.schedule()
+    resume_stage = -1 if resume is None or resume.stage == "pr" else _stage_index(resume.stage)
+    fitted, cfg, history = first, step_config(geometry, params, loose_support), []
+    for k, stage in enumerate(schedule):
+        stage_params = stage_parameters(params, stage)
+        previous, cfg = cfg, step_config(geometry, stage_params, loose_support)
+        hyper = Hyper(tv_weight=jnp.asarray(stage_params.tv_weight, data.dtype))
+        if k < resume_stage:
+            continue
+        initial = stage_start(fitted if k > 0 else None, first, stage_params, geometry)
+        if stage.model != "kinematical" and (k == 0 or previous.model != stage.model):
+            candidates = [initial, twin_of(initial, centre2)]
+            candidates = [rescaled(c, problem, cfg) for c in candidates]
+            losses = [float(objective(c, problem, hyper, cfg)[0]) for c in candidates]
+            initial = candidates[int(np.argmin(losses))]
+        opt_state = init_state(initial, cfg)
+        start_step = 0
+        if k == resume_stage:
+            initial, opt_state = _unflatten((initial, opt_state), resume.arrays)
+            start_step, history = resume.step, [resume.arrays["ad_loss"]]
+        label = "AD" if len(schedule) == 1 else f"AD{k + 1}/{len(schedule)} {stage.model}"
+        fitted, _ = refine(
+            initial,
+            problem,
+            hyper,
+            cfg,
+            stage.ad_steps,
+            params.log_every,
+            opt_state=opt_state,
+            start_step=start_step,
+            on_chunk=partial(
+                _on_chunk,
+                history=history,
+                label=label,
+                stage=_stage_name(k),
+                stage_steps=stage.ad_steps,
+                progress=progress,
+                checkpointing=checkpointing,
+                fixed={
+                    "psi": np.asarray(psi),
+                    "support": np.asarray(support),
+                    "pr_error": np.asarray(pr_error),
+                },
+            ),
+        )
+    ad_loss = np.concatenate(history) if history else np.zeros(0, np.float32)
     model = model_intensity(fitted, loose_support, cfg)
     scale = float(jnp.exp(fitted.log_scale))
     widths = None if fitted.log_widths is None else jnp.exp(fitted.log_widths)
-    if params.ad_steps > 0:
+    if schedule:
         crystal = confined(fitted.crystal, loose_support)
         obj = np.asarray(shape_of(crystal) * jnp.exp(1j * crystal.phase))
         final_support = support_of(obj)
@@ -411,7 +430,7 @@ def reconstruct(
             "scale": scale,
             "support_voxels": int(final_support.sum()),
             "pr_iterations": int(sum(n for _, n in parse_recipe(params.recipe))),
-            "ad_steps": int(params.ad_steps),
+            "ad_steps": int(sum(stage.ad_steps for stage in schedule)),
             **(
                 {}
                 if fitted.log_background is None
@@ -432,6 +451,83 @@ def reconstruct(
             ),
         },
     )
+
+
+def mirror_centre(support: np.ndarray) -> tuple[int, int, int]:
+    """2c per axis, c the centre of support's bounding box: mirror() maps that box onto itself."""
+    box = dynamical3d.support_box(support, 0)
+    return tuple(lo + hi - 1 for lo, hi in box)
+
+
+def mirror(x: jax.Array, centre2: tuple[int, int, int]) -> jax.Array:
+    """x(2c - m) (periodic indices) for an array (N0, N1, N2): the point reflection about c."""
+    for axis, c2 in enumerate(centre2):
+        x = jnp.roll(jnp.flip(x, axis), c2 + 1, axis)
+    return x
+
+
+def twin_of(params: ADParams, centre2: tuple[int, int, int]) -> ADParams:
+    """The twin object conj(psi(2c - r)): the same kinematical intensity, another dynamical one."""
+    crystal = CrystalParams(
+        logits=mirror(params.crystal.logits, centre2), phase=-mirror(params.crystal.phase, centre2)
+    )
+    return params._replace(crystal=crystal)
+
+
+def stage_parameters(params: ReconParams, stage: ADStage) -> ReconParams:
+    """params as one AD stage runs them: its model and steps, its learning rates and weight."""
+    update = {"model": stage.model, "ad_steps": stage.ad_steps}
+    for name in ("lr_phase", "lr_shape", "tv_weight"):
+        if getattr(stage, name) is not None:
+            update[name] = getattr(stage, name)
+    return params.model_copy(update=update)
+
+
+def stage_start(
+    previous: ADParams | None, first: ADParams, params: ReconParams, geometry: Geometry
+) -> ADParams:
+    """Start of an AD stage: the previous stage's result (or the projection result first),
+    with the nuisance parameters this stage's model fits and no others."""
+    if previous is None:
+        return with_nuisances(first, params, geometry)
+    start = previous._replace(rocking_offset=None)
+    start = with_nuisances(start, params, geometry)
+    if previous.log_background is not None:
+        start = start._replace(log_background=previous.log_background)
+    if start.rocking_offset is not None and previous.rocking_offset is not None:
+        start = start._replace(rocking_offset=previous.rocking_offset)
+    return start
+
+
+def _stage_name(k: int) -> str:
+    # "ad" for the first stage keeps checkpoints of single-stage runs readable
+    return "ad" if k == 0 else f"ad{k}"
+
+
+def _stage_index(name: str) -> int:
+    return 0 if name == "ad" else int(name.removeprefix("ad"))
+
+
+def _on_chunk(
+    step: int,
+    fitted: ADParams,
+    state,
+    losses: np.ndarray,
+    *,
+    history: list[np.ndarray],
+    label: str,
+    stage: str,
+    stage_steps: int,
+    progress: Progress | None,
+    checkpointing: Checkpointing,
+    fixed: dict[str, np.ndarray],
+) -> None:
+    history.append(losses)
+    if progress is not None:
+        progress(label, step, float(losses[-1]))
+    if checkpointing.due(step - len(losses), step) and step < stage_steps:
+        arrays = {**fixed, "ad_loss": np.concatenate(history), **_flatten((fitted, state))}
+        checkpointing.save(Checkpoint(stage, step, arrays))
 
 
 def _flatten(tree) -> dict[str, np.ndarray]:

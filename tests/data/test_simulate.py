@@ -55,3 +55,26 @@ def test_ellipsoid_without_displacement(geometry32):
     i = np.fft.ifftshift(d.intensity)
     flipped = np.roll(np.flip(i), 1, axis=(0, 1, 2))
     np.testing.assert_allclose(i, flipped, rtol=1e-3, atol=1e-3 * i.max())
+
+
+def test_a_dataset_simulated_with_the_dynamical_model_records_its_rocking_offset():
+    from dyncdi_hpc.config import GeometryConfig
+    from dyncdi_hpc.data.dataset import from_xarray, simulated_input
+    from dyncdi_hpc.data.simulate_dynamical import refraction_shift_rad, simulate_dynamical
+
+    geometry = GeometryConfig(
+        energy_kev=9.0,
+        shape=(16, 16, 16),
+        rocking_step_deg=0.01,
+        pixel_size_um=55.0,
+        detector_distance_m=0.5,
+    )
+    cfg = SimulateConfig(geometry=geometry, crystal=CrystalConfig(size_nm=450.0), noise=False)
+    ds = simulated_input(cfg.model_copy(update={"model": "dynamical"}), "datasets.thick")
+    built = geometry.build()
+    assert ds.attrs["truth_rocking_offset_rad"] == pytest.approx(refraction_shift_rad(built))
+    expected = simulate_dynamical(cfg, built).data.intensity
+    np.testing.assert_allclose(from_xarray(ds, "x").intensity, expected, rtol=1e-6)
+    kinematical = simulated_input(cfg, "datasets.thin")
+    assert ds.attrs["fingerprint"] != kinematical.attrs["fingerprint"]
+    assert not np.allclose(from_xarray(kinematical, "x").intensity, expected, rtol=0.05)

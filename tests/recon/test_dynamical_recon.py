@@ -13,7 +13,7 @@ from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.physics.kinematic import CrystalParams
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective, refine
-from dyncdi_hpc.recon.pipeline import rescaled, step_config, with_nuisances
+from dyncdi_hpc.recon.pipeline import rescaled, stage_start, step_config, with_nuisances
 from dyncdi_hpc.recon.projections import gaussian_blur
 
 # 16^3, voxels ~(88, 82, 78) nm: a 450 nm crystal is ~2.2 extinction depths (208 nm) thick
@@ -34,7 +34,7 @@ def _setup(model: str, data, *, phase, dtype=jnp.float32, background: float | No
     counts = jnp.asarray(np.fft.ifftshift(data.intensity), dtype)  # detector frame, FFT order
     loose = gaussian_blur(jnp.asarray(truth.amplitude > 0, dtype), jnp.asarray(1.0)) > 0.1
     tp = truth_params(data, dtype)
-    logits = jnp.where(jnp.isfinite(tp.logits), jnp.clip(tp.logits, -4, 4), -4.0)
+    logits = jnp.clip(jnp.nan_to_num(tp.logits, posinf=4.0, neginf=-4.0), -4, 4)
     params = ReconParams(model=model, lr_phase=3e-2, background=background)
     cfg = step_config(geometry, params, loose)
     start = ADParams(CrystalParams(logits, jnp.asarray(phase, dtype)), jnp.asarray(0.0, dtype))
@@ -81,18 +81,27 @@ def _score(fit: ADParams, problem: Problem, data) -> tuple[float, float, tuple]:
     return phase_rms(a.obj, truth, data.truth.support), phase_rms(a.obj, truth, interior), a
 
 
+# 32^3, voxels ~(98, 106, 102) nm: a 1.3 um crystal is ~2 Pendelloesung distances (0.65 um)
+GEOMETRY_THICK = GEOMETRY_16.model_copy(
+    update={"shape": (32, 32, 32), "rocking_step_deg": 0.0045, "detector_distance_m": 1.3}
+)
+
+
 @pytest.mark.slow
 def test_dynamical_ad_recovers_the_phase_and_rocking_offset() -> None:
-    """Noiseless dynamical data of a crystal ~2 extinction depths thick, start from the true
-    shape with zero phase: the dynamical AD recovers h.u and the refraction offset; the
-    kinematical AD on the same data is measurably worse.
+    """Noiseless dynamical data of a crystal ~2 Pendelloesung distances thick (t ~ 2 Lambda0,
+    ~6 extinction depths), start from the true shape with zero phase: the dynamical AD recovers
+    h.u to < 0.1 rad and the absolute rocking offset to < 1 rocking step; the kinematical AD on
+    the same data is at least 3x worse.
 
     A phase ramp along m0 is a rocking offset in both models (two-beam TT absorbs a linear
     phase into the deviation parameter), so the offset is compared after adding back the ramp
     that alignment removes: offset - ramp0 N0 / 2 pi (rocking steps).
     """
-    geometry = GEOMETRY_16.build()
-    cfg = SimulateConfig(geometry=GEOMETRY_16, crystal=CrystalConfig(size_nm=450.0), noise=False)
+    geometry = GEOMETRY_THICK.build()
+    cfg = SimulateConfig(
+        geometry=GEOMETRY_THICK, crystal=CrystalConfig(size_nm=1300.0), noise=False
+    )
     sim = simulate_dynamical(cfg, geometry)
     data = sim.data
     true_offset = sim.rocking_offset_rad / geometry.rocking_step_rad
@@ -102,13 +111,48 @@ def test_dynamical_ad_recovers_the_phase_and_rocking_offset() -> None:
         start, problem, hyper, step = _setup(model, data, phase=zero)
         if model == "dynamical":
             assert step.dynamical is not None and step.dynamical.box is not None
-            assert step.dynamical.box != ((0, 16), (0, 16), (0, 16))
-        fit, _ = refine(start, problem, hyper, step, 1500, 500)
+            assert step.dynamical.box != ((0, 32), (0, 32), (0, 32))
+        fit, _ = refine(start, problem, hyper, step, 600, 600)
         results[model] = (fit, *_score(fit, problem, data))
     fit, rms, rms_inner, a = results["dynamical"]
     offset = float(fit.rocking_offset) - a.ramp[0] * geometry.shape[0] / (2 * np.pi)
     assert not a.twin
-    assert rms < 0.13 and rms_inner < 0.13, (rms, rms_inner)
-    assert abs(offset - true_offset) < 0.2, (offset, true_offset)
+    assert rms < 0.1 and rms_inner < 0.1, (rms, rms_inner)
+    assert abs(offset - true_offset) < 1.0, (offset, true_offset)
     kin_rms = results["kinematical"][2]
-    assert kin_rms > rms + 0.03, (kin_rms, rms)
+    assert kin_rms > 3 * rms, (kin_rms, rms)
+
+
+@pytest.mark.slow
+def test_thin_crystal_dynamical_and_kinematical_reconstructions_agree() -> None:
+    """t ~ 0.15 Lambda0 (100 nm, voxels ~10 nm): multiple scattering is a small correction, so
+    the kinematical AD and the dynamical AD continued from it recover the same h.u from the
+    same dynamical data, and the truth; the dynamical loss ends lower (it is the right model).
+    """
+    geometry_cfg = GEOMETRY_16.model_copy(
+        update={"shape": (32, 32, 32), "rocking_step_deg": 0.02, "detector_distance_m": 0.125}
+    )
+    geometry = geometry_cfg.build()
+    cfg = SimulateConfig(geometry=geometry_cfg, crystal=CrystalConfig(size_nm=100.0), noise=False)
+    data = simulate_dynamical(cfg, geometry).data
+    start, problem, hyper, step = _setup("kinematical", data, phase=np.zeros(geometry.shape))
+    kinematical, _ = refine(start, problem, hyper, step, 600, 600)
+    params = ReconParams(model="dynamical", lr_phase=1e-2)
+    dynamical_step = step_config(geometry, params, problem.support)
+    start = stage_start(kinematical, kinematical, params, geometry)
+    dynamical, _ = refine(
+        rescaled(start, problem, dynamical_step), problem, hyper, dynamical_step, 300, 300
+    )
+    objs, losses = {}, {}
+    for model, fit, cfg_ in (
+        ("kinematical", kinematical, step),
+        ("dynamical", dynamical, dynamical_step),
+    ):
+        rms, _, a = _score(fit, problem, data)
+        assert rms < 0.1, (model, rms)
+        objs[model] = a.obj
+        losses[model] = float(objective(fit, problem, hyper, cfg_)[0])
+    assert losses["dynamical"] < losses["kinematical"], losses
+    between = align(objs["kinematical"], objs["dynamical"])
+    rms_between = phase_rms(between.obj, objs["dynamical"], data.truth.support)
+    assert rms_between < 0.06, rms_between
