@@ -4,7 +4,9 @@ For each grid size N (N^3 voxels, N rocking angles) both models run forward and 
 gradient of a Poisson-like scalar on the same crystal, timed side by side; memory is XLA's
 compiled estimate (arguments + outputs + temporaries) from `memory_analysis()`, so sizes that
 would not fit in this machine's memory can still be sized. Scaling exponents are fitted over
-the sizes measured, and the dynamical model's memory is extrapolated to 256^3.
+the sizes measured, and the dynamical model's memory is extrapolated to 256^3. The dynamical
+model runs with OPTIONS (angle chunks and checkpoint blocks, for memory) on the full grid and
+in the crystal's box, and with a reconstruction's options (the box alone, "box recon").
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def boxed_options(params: CrystalParams) -> dynamical3d.DynamicalOptions:
     """OPTIONS with the crystal's static bounding box (dynamical3d.support_box)."""
     mask = np.asarray(jax.nn.sigmoid(params.logits)) > SUPPORT_THRESHOLD
     return dataclasses.replace(OPTIONS, box=dynamical3d.support_box(mask, margin=1))
+
+
+def recon_options(params: CrystalParams) -> dynamical3d.DynamicalOptions:
+    """The options a reconstruction uses (recon/pipeline.py): the box, no angle chunks."""
+    return dataclasses.replace(boxed_options(params), angle_chunk=0, checkpoint_block=0)
 
 
 def problem(n: int) -> tuple[CrystalParams, Any]:
@@ -93,12 +100,19 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
         kin_grad = jax.jit(jax.grad(scalar(kin)))
         dyn_grad = jax.jit(jax.grad(scalar(dyn)))
         box_grad = jax.jit(jax.grad(scalar(dyn_box)))
+        recon_opts = recon_options(params)
+
+        def dyn_recon(p, g=geometry, o=recon_opts):
+            return dynamical3d.forward(p, g, o)
+
+        recon_grad = jax.jit(jax.grad(scalar(dyn_recon)))
         calls = {
             "kinematical_fwd": partial(kin, params),
             "kinematical_fwd_grad": partial(kin_grad, params),
             "dynamical_fwd": partial(dyn, params),
             "dynamical_box_fwd": partial(dyn_box, params),
             "dynamical_box_fwd_grad": partial(box_grad, params),
+            "dynamical_box_recon_fwd_grad": partial(recon_grad, params),
         }
         if n <= TIMED_GRAD_MAX:
             calls["dynamical_fwd_grad"] = partial(dyn_grad, params)
@@ -110,6 +124,7 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             "dynamical_fwd_grad": _memory_bytes(jax.grad(scalar(dyn)), params),
             "dynamical_box_fwd": _memory_bytes(dyn_box, params),
             "dynamical_box_fwd_grad": _memory_bytes(jax.grad(scalar(dyn_box)), params),
+            "dynamical_box_recon_fwd_grad": _memory_bytes(jax.grad(scalar(dyn_recon)), params),
         }
         times = {k: t.to_json() for k, t in timings.items()}
         med = {k: t.median_s for k, t in timings.items()}
@@ -136,6 +151,9 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
                 "ratio_box_fwd_grad_over_n": (
                     med["dynamical_box_fwd_grad"] / med["kinematical_fwd_grad"] / n
                 ),
+                "ratio_box_recon_fwd_grad_over_n": (
+                    med["dynamical_box_recon_fwd_grad"] / med["kinematical_fwd_grad"] / n
+                ),
             }
         )
     memory_only = []
@@ -150,11 +168,17 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
         def boxed(p, g=geometry, o=box_opts):
             return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, o) + 1e-6))
 
+        recon_opts = recon_options(params)
+
+        def recon(p, g=geometry, o=recon_opts):
+            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, o) + 1e-6))
+
         memory_only.append(
             {
                 "n": n,
                 "dynamical_fwd_grad": _memory_bytes(jax.grad(full), params),
                 "dynamical_box_fwd_grad": _memory_bytes(jax.grad(boxed), params),
+                "dynamical_box_recon_fwd_grad": _memory_bytes(jax.grad(recon), params),
             }
         )
     ns = [e["n"] for e in entries]
@@ -187,6 +211,8 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             "box fwd ms": 1e3 * e["timings"]["dynamical_box_fwd"]["median_s"],
             "box fwd+grad ms": 1e3 * e["timings"]["dynamical_box_fwd_grad"]["median_s"],
             "box ratio / N": e["ratio_box_fwd_grad_over_n"],
+            "box recon fwd+grad ms": 1e3 * e["timings"]["dynamical_box_recon_fwd_grad"]["median_s"],
+            "box recon ratio / N": e["ratio_box_recon_fwd_grad_over_n"],
             "box fwd+grad MiB": e["memory_bytes"]["dynamical_box_fwd_grad"] / 2**20,
             "dyn fwd+grad MiB": e["memory_bytes"]["dynamical_fwd_grad"] / 2**20,
             "kin fwd+grad MiB": e["memory_bytes"]["kinematical_fwd_grad"] / 2**20,
@@ -214,6 +240,9 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             ],
             "box_fwd_grad_within_2N_of_kinematical": [
                 e["ratio_box_fwd_grad_over_n"] <= 2 for e in entries
+            ],
+            "box_recon_fwd_grad_within_2N_of_kinematical": [
+                e["ratio_box_recon_fwd_grad_over_n"] <= 2 for e in entries
             ],
             "fwd_grad_128_under_2_gib": {
                 m["n"]: {
