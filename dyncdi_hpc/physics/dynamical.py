@@ -359,15 +359,17 @@ def sheared_coefficients(
 
 
 def _sheared_step(k, ph, carry):
+    # state (nrays, nangles, nbatch): the D0 shift along the rays is a shift along the major
+    # axis (a block copy) and the adjoint's sums over the angles keep the batch axis minor
     t0, th = carry
-    diag, up, down = (c[..., None] for c in k)
     r0 = jnp.concatenate([jnp.ones_like(t0[:1]), t0[:-1]], axis=0)
-    rh = th * ph
+    rh = th * ph[:, None]
+    diag, up, down = (c[:, None, :] for c in k)
     return diag * r0 + up * rh, down * r0 + diag * rh
 
 
 def _sheared_init(k, ph):
-    shape = (*k.diag.shape[1:], ph.shape[0])
+    shape = (k.diag.shape[1], ph.shape[0], k.diag.shape[2])
     return jnp.ones(shape, ph.dtype), jnp.zeros(shape, ph.dtype)
 
 
@@ -391,7 +393,19 @@ def _blocked(k: ShearedCoefficients, block: int) -> tuple[ShearedCoefficients, i
     return jax.tree.map(lambda a: a.reshape(-1, block, *a.shape[1:]), padded), pad
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _exit_field(th: jax.Array) -> jax.Array:
+    """The march's th state (nrays, nangles, nbatch) as the exit field (nrays, nbatch, nangles)."""
+    return jnp.swapaxes(th, 1, 2)
+
+
+# CPU tiles of the sheared march (angles and batch slices march independently). Measured on a
+# 2-core AMD EPYC (AVX-512), the reverse march per point: 1.1-1.5x faster on states of 8
+# angles x 16 batch slices (the minor axis) than of 26-32 slices, 3-5x faster than of 15
+# slices (a minor axis of odd length vectorises badly). Off CPU no tiling: it would serialise.
+TILE_ANGLES = 8
+TILE_BATCH = 16
+
+
 def sheared_march(k: ShearedCoefficients, phase_step: jax.Array, block: int = 0) -> jax.Array:
     """Exit field th of every ray and angle, shape (nrays, nbatch, nangles), complex.
 
@@ -403,11 +417,37 @@ def sheared_march(k: ShearedCoefficients, phase_step: jax.Array, block: int = 0)
     (K is invertible; the D0 value each column loses through the last ray is kept), so it
     stores no march history. block > 0 also keeps every block-th state and restarts the
     rebuilding there, bounding its rounding error to block columns (memory + nx / block
-    states).
+    states). On CPU the march runs tile by tile (TILE_ANGLES x TILE_BATCH), the same result.
     """
+    nrays, nbatch = k.diag.shape[1:]
+    nangles = phase_step.shape[0]
+    ta = min(TILE_ANGLES, nangles)
+    tb = TILE_BATCH if nbatch >= TILE_BATCH // 2 else nbatch  # a few slices: not worth padding
+    if jax.default_backend() != "cpu" or (nangles == ta and nbatch == tb):
+        return _sheared_tile(k, phase_step, block)
+    na, nb = -(-nangles // ta), -(-nbatch // tb)
+    # padding: vacuum batch slices (K = 1: they stay at (1, 0)) and unit phase steps
+    widths = ((0, 0), (0, 0), (0, nb * tb - nbatch))
+    kt = ShearedCoefficients(
+        jnp.pad(k.diag, widths, constant_values=1), jnp.pad(k.up, widths), jnp.pad(k.down, widths)
+    )
+    kt = jax.tree.map(lambda a: jnp.moveaxis(a.reshape(*a.shape[:2], nb, tb), 2, 0), kt)
+    ph = jnp.pad(phase_step, (0, na * ta - nangles), constant_values=1).reshape(na, ta)
+
+    def batch_tile(kb: ShearedCoefficients) -> jax.Array:
+        return lax.map(lambda p: _sheared_tile(kb, p, block), ph)  # (na, nrays, tb, ta)
+
+    out = lax.map(batch_tile, kt)  # (nb, na, nrays, tb, ta)
+    out = jnp.transpose(out, (2, 0, 3, 1, 4)).reshape(nrays, nb * tb, na * ta)
+    return out[:, :nbatch, :nangles]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _sheared_tile(k: ShearedCoefficients, phase_step: jax.Array, block: int = 0) -> jax.Array:
+    """sheared_march of one tile, untiled: shape (nrays, nbatch, nangles), complex."""
     ph = phase_step
     carry, _ = lax.scan(lambda c, kn: (_sheared_step(kn, ph, c), None), _sheared_init(k, ph), k)
-    return carry[1]
+    return _exit_field(carry[1])
 
 
 def _sheared_fwd(k, phase_step, block):
@@ -415,7 +455,7 @@ def _sheared_fwd(k, phase_step, block):
     init = _sheared_init(k, phase_step)
     if block <= 0:
         carry, lost = _sheared_scan(k, ph, init)
-        return carry[1], (k, phase_step, lost, carry)
+        return _exit_field(carry[1]), (k, phase_step, lost, carry)
 
     def one_block(c, kblock):
         c, lost = _sheared_scan(kblock, ph, c)
@@ -423,34 +463,38 @@ def _sheared_fwd(k, phase_step, block):
 
     kb, _ = _blocked(k, block)
     carry, (lost, ends) = lax.scan(one_block, init, kb)
-    return carry[1], (k, phase_step, lost, ends)
+    return _exit_field(carry[1]), (k, phase_step, lost, ends)
 
 
 def _sheared_back(k, ph, c, lost):
-    """Reverse march over columns k from their last state: ((lam, acc, state), ct_k)."""
+    """Reverse march over columns k from their last state: ((lam, acc, state), ct_k).
+
+    acc (nrays, nangles, nbatch) accumulates ch rh of every column; ct_phase is its sum over
+    rays and batch divided by the phase step (one reduction at the end, not one per column).
+    """
     det = k.diag * k.diag - k.up * k.down
     kinv = ShearedCoefficients(k.diag / det, -k.up / det, -k.down / det)
-    inv_ph = 1.0 / ph
+    ph_a = ph[:, None]
+    inv_ph = 1.0 / ph_a  # once: a complex divide per point costs several multiplies
 
-    def angle_sum(x):  # over the last axis: real and imaginary parts apart vectorise better
-        return lax.complex(jnp.sum(x.real, axis=-1), jnp.sum(x.imag, axis=-1))
+    def angle_sum(a, b):  # one product per reduction: XLA's CPU loop for a reduction of a
+        return jnp.sum(a * b, axis=1)  # sum of two products came out scalar (no SIMD)
 
     def back(c, xs):
         (l0, lh), acc, (t0, th) = c
         kn, ki, lost_n = xs
-        diag, up, down = (a[..., None] for a in kn)
-        idiag, iup, idown = (a[..., None] for a in ki)
+        diag, up, down = (a[:, None, :] for a in kn)
+        idiag, iup, idown = (a[:, None, :] for a in ki)
         r0 = idiag * t0 + iup * th  # the column's inputs, from its outputs
         rh = idown * t0 + idiag * th
-        state = (jnp.concatenate([r0[1:], lost_n[None]], axis=0), rh * inv_ph)
-        ct = ShearedCoefficients(
-            angle_sum(l0 * r0 + lh * rh), angle_sum(l0 * rh), angle_sum(lh * r0)
-        )
-        c0 = diag * l0 + down * lh
+        c0 = diag * l0 + down * lh  # the adjoint of those inputs
         ch = up * l0 + diag * lh
-        acc = acc + jnp.sum(ch * state[1], axis=(0, 1))
+        ct = ShearedCoefficients(
+            angle_sum(l0, r0) + angle_sum(lh, rh), angle_sum(l0, rh), angle_sum(lh, r0)
+        )
+        state = (jnp.concatenate([r0[1:], lost_n[None]], axis=0), rh * inv_ph)
         l0 = jnp.concatenate([c0[1:], jnp.zeros_like(c0[:1])], axis=0)
-        return ((l0, ch * ph), acc, state), ct
+        return ((l0, ch * ph_a), acc + ch * rh, state), ct
 
     return lax.scan(back, c, (k, kinv, lost), reverse=True)
 
@@ -458,11 +502,12 @@ def _sheared_back(k, ph, c, lost):
 def _sheared_bwd(block, res, ct_out):
     k, phase_step, lost, saved = res
     ph = phase_step
+    ct_out = jnp.swapaxes(ct_out, 1, 2)
     lam = (jnp.zeros_like(ct_out), ct_out)
-    acc = jnp.zeros_like(phase_step)
+    acc = jnp.zeros_like(ct_out)
     if block <= 0:
-        (_, ct_ph, _), ct_k = _sheared_back(k, ph, (lam, acc, saved), lost)
-        return ct_k, ct_ph
+        (_, acc, _), ct_k = _sheared_back(k, ph, (lam, acc, saved), lost)
+        return ct_k, jnp.sum(acc, axis=(0, 2)) / ph
     kb, pad = _blocked(k, block)
 
     def one_block(c, xs):
@@ -470,11 +515,12 @@ def _sheared_bwd(block, res, ct_out):
         (lam, acc, _), ct = _sheared_back(kblock, ph, (*c, end), lost_b)
         return (lam, acc), ct
 
-    (_, ct_ph), ct_k = lax.scan(one_block, (lam, acc), (kb, lost, saved), reverse=True)
-    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[pad:], ct_k), ct_ph
+    (_, acc), ct_k = lax.scan(one_block, (lam, acc), (kb, lost, saved), reverse=True)
+    ct_k = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[pad:], ct_k)
+    return ct_k, jnp.sum(acc, axis=(0, 2)) / ph
 
 
-sheared_march.defvjp(_sheared_fwd, _sheared_bwd)
+_sheared_tile.defvjp(_sheared_fwd, _sheared_bwd)
 
 
 # ----------------------------------------------------------------------------------------------

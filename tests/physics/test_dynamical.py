@@ -472,3 +472,40 @@ def test_sheared_adjoint_matches_autodiff_and_finite_differences() -> None:
         np.testing.assert_allclose(
             np.asarray(a), np.asarray(b), rtol=0, atol=1e-4 * np.abs(b).max()
         )
+
+
+def test_tiled_sheared_march_is_the_untiled_march() -> None:
+    """On CPU sheared_march runs in tiles of angles and batch slices, padded at the edges (here
+    11 angles and 19 slices: two angle tiles, two batch tiles, both padded); exit field and
+    gradient in k and in the phase step are those of the one-tile march."""
+    case, setup, shape, weight, _, _ = _sheared_problem()
+    kappa = math.pi * setup.step_nm / setup.wavelength_nm
+    per_rad = kappa * float(dyn.alpha_from_dtheta(1.0, setup.bragg_angle_rad))
+    rng = np.random.default_rng(6)
+    nbatch, nangles = 19, 11
+    assert nangles > dyn.TILE_ANGLES and nbatch > dyn.TILE_BATCH
+    scale = rng.uniform(0.3, 1.0, nbatch)
+    s = shape[..., None] * scale
+    w = weight[..., None] * np.exp(-1j * rng.uniform(-2, 2, nbatch)) * scale
+    d = case.refraction_shift_rad + np.linspace(-1, 1, nangles) * case.darwin_width_rad
+
+    def loss(k, ph, march):
+        return jnp.sum(jnp.log1p(jnp.abs(jnp.fft.fft(march(k, ph), axis=0)) ** 2))
+
+    with jax.enable_x64(True):
+        k = dyn.sheared_coefficients(jnp.asarray(s), jnp.asarray(w), case.chi, setup)
+        beta = per_rad * jnp.asarray(d)
+        ph = lax.complex(jnp.cos(beta), -jnp.sin(beta))
+        for block in (0, 4):
+            tiled = dyn.sheared_march(k, ph, block)
+            plain = dyn._sheared_tile(k, ph, block)
+            assert tiled.shape == (shape.shape[1], nbatch, nangles)
+            np.testing.assert_allclose(np.asarray(tiled), np.asarray(plain), rtol=1e-12, atol=0)
+            ga = jax.grad(loss, argnums=(0, 1))(
+                k, ph, lambda k, p, b=block: dyn.sheared_march(k, p, b)
+            )
+            gb = jax.grad(loss, argnums=(0, 1))(
+                k, ph, lambda k, p, b=block: dyn._sheared_tile(k, p, b)
+            )
+            for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb), strict=True):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
