@@ -487,6 +487,37 @@ def combine_projections(
     return projections, least_squares_displacement(projections, h)
 
 
+def combine_reconstructions(
+    objects: tuple[np.ndarray, ...],
+    reflections: tuple[Reflection, ...],
+    grid: SampleGrid,
+    *,
+    reference: np.ndarray | None = None,
+) -> IndependentResult:
+    """The classic route from finished single-reflection reconstructions: each complex object
+    (its conjugate grid (N0, N1, N2), centred like Reconstruction.obj or a merged group) is
+    brought to the sample frame, aligned (twin, translation) to reference (a sample-grid
+    amplitude; None: the first reflection's), and h_j.u = projections is solved per voxel.
+
+    The common support is where at least half of the aligned objects' support_of holds.
+    """
+    check_multi(reflections, want_tensor=True)
+    aligned, twins = [], []
+    for j, (r, obj) in enumerate(zip(reflections, objects, strict=True)):
+        moved = to_common_frame(np.asarray(obj), r, grid)
+        if reference is None and j == 0:
+            reference = np.abs(moved)
+        moved, twinned = bring_to_reference(moved, reference)
+        aligned.append(moved)
+        twins.append(twinned)
+    aligned = np.stack(aligned)
+    # a majority vote: the intersection loses a voxel shell wherever one reconstruction's edge
+    # is a little inside (measured: a joint AD started from it is worse)
+    support = np.mean([support_of(o) for o in aligned], axis=0) >= 0.5
+    projections, u = combine_projections(aligned, reflections, support)
+    return IndependentResult(grid, aligned, projections, support, u, tuple(twins))
+
+
 def independent_route(
     intensities: tuple[np.ndarray, ...],
     reflections: tuple[Reflection, ...],
@@ -497,30 +528,16 @@ def independent_route(
     masks: tuple[np.ndarray | None, ...] | None = None,
     reference: np.ndarray | None = None,
 ) -> IndependentResult:
-    """Reconstruct each reflection alone (recon.pipeline.reconstruct), bring each to the sample
-    frame, align them (twin, translation) to reference (a sample-grid amplitude; None: the
-    first reflection's), and solve h_j.u = projections per voxel by least squares.
-
-    The common support is where at least half of the aligned objects' support_of holds.
-    """
+    """Reconstruct each reflection alone (recon.pipeline.reconstruct, one key each from key),
+    then combine_reconstructions."""
     check_multi(reflections, want_tensor=True)
     masks = masks or (None,) * len(intensities)
     keys = jax.random.split(key, len(reflections))
-    objects, twins = [], []
-    for j, (r, intensity, mask) in enumerate(zip(reflections, intensities, masks, strict=True)):
-        rec = reconstruct(np.asarray(intensity), mask, r.geometry, params, key=keys[j])
-        obj = to_common_frame(rec.obj, r, grid)
-        if reference is None and j == 0:
-            reference = np.abs(obj)
-        obj, twinned = bring_to_reference(obj, reference)
-        objects.append(obj)
-        twins.append(twinned)
-    objects = np.stack(objects)
-    # a majority vote: the intersection loses a voxel shell wherever one reconstruction's edge
-    # is a little inside (measured: a joint AD started from it is worse)
-    support = np.mean([support_of(o) for o in objects], axis=0) >= 0.5
-    projections, u = combine_projections(objects, reflections, support)
-    return IndependentResult(grid, objects, projections, support, u, tuple(twins))
+    objects = tuple(
+        reconstruct(np.asarray(intensity), mask, r.geometry, params, key=keys[j]).obj
+        for j, (r, intensity, mask) in enumerate(zip(reflections, intensities, masks, strict=True))
+    )
+    return combine_reconstructions(objects, reflections, grid, reference=reference)
 
 
 def joint_from_independent(
