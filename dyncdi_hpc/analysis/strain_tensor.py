@@ -51,14 +51,18 @@ def check_tensor_determined(h_vectors: np.ndarray, field: str = "reflections") -
         )
 
 
-def least_squares_displacement(projections_nm: np.ndarray, h_vectors: np.ndarray) -> np.ndarray:
+def least_squares_displacement(
+    projections_nm: np.ndarray, h_vectors: np.ndarray, *, full_rank: bool = True
+) -> np.ndarray:
     """u (3, ...) nm from projections p_j = h_j.u / |h_j| (J, ...) nm, per-voxel least squares.
 
     Solves min sum_j (h_j.u - |h_j| p_j)^2 (equal phase errors for every reflection); NaN
-    where any projection is NaN. h_vectors (J, 3) nm^-1 must span 3D.
+    where any projection is NaN. h_vectors (J, 3) nm^-1 must span 3D, unless full_rank is
+    False: then the minimum-norm solution (0 along the directions no h_j sees) is returned.
     """
     h = np.asarray(h_vectors, float)
-    check_tensor_determined(h)
+    if full_rank:
+        check_tensor_determined(h)
     p = np.asarray(projections_nm, float)
     rhs = np.linalg.norm(h, axis=1)[:, None] * p.reshape(len(h), -1)
     u = np.linalg.pinv(h) @ rhs
@@ -95,6 +99,54 @@ def strain_tensor(displacement_nm: np.ndarray, support: np.ndarray, voxel_nm: fl
     return np.where(np.asarray(support, bool), eps, np.nan)
 
 
+def displacement_dataset(
+    displacement_nm: np.ndarray,
+    support: np.ndarray,
+    grid: SampleGrid,
+    h_vectors: np.ndarray,
+    hkls: list[tuple[int, int, int]] | None = None,
+) -> xr.Dataset:
+    """u as an xarray Dataset, dims (x, y, z) in nm (sample frame), without the tensor.
+
+    Variables: displacement (component, x, y, z) nm, support (x, y, z). For reflections of rank
+    < 3 the attrs say which directions u is blind to (its component there is 0, not measured).
+    """
+    support = np.asarray(support, bool)
+    u = np.where(support, displacement_nm, np.nan)
+    coords = {
+        name: xr.DataArray(
+            axis,
+            dims=name,
+            attrs={"units": "nm", "long_name": f"sample-frame {name}", "axis": name.upper()},
+        )
+        for name, axis in zip(SAMPLE_DIMS, grid.axes_nm(), strict=True)
+    }
+    coords["component"] = list(SAMPLE_DIMS)
+    h = np.asarray(h_vectors, float).reshape(-1, 3)
+    rank = reflection_rank(h)
+    blind = np.linalg.svd(h)[2][rank:] if rank < 3 else np.zeros((0, 3))
+    return xr.Dataset(
+        {
+            "displacement": (
+                ("component", *SAMPLE_DIMS),
+                u.astype(np.float32),
+                {"units": "nm", "long_name": "displacement vector u (zero mean in the support)"},
+            ),
+            "support": (SAMPLE_DIMS, support),
+        },
+        coords=coords,
+        attrs={
+            "frame": "sample: the crystal's cubic axes [100], [010], [001] as x, y, z",
+            "voxel_nm": grid.voxel_nm,
+            "origin_nm": list(grid.origin_nm),
+            "reflections": [list(map(int, hkl)) for hkl in (hkls or [])],
+            "h_vectors_nm-1": h.tolist(),
+            "rank": rank,
+            "undetermined_directions": blind.tolist(),
+        },
+    )
+
+
 def strain_dataset(
     displacement_nm: np.ndarray,
     support: np.ndarray,
@@ -108,41 +160,16 @@ def strain_dataset(
     h_vectors (J, 3) nm^-1 of the reflections used: a DyncdiError if they do not span 3D.
     """
     check_tensor_determined(h_vectors)
+    ds = displacement_dataset(displacement_nm, support, grid, h_vectors, hkls)
     support = np.asarray(support, bool)
-    u = np.where(support, displacement_nm, np.nan)
-    eps = strain_tensor(u, support, grid.voxel_nm)
-    coords = {
-        name: xr.DataArray(
-            axis,
-            dims=name,
-            attrs={"units": "nm", "long_name": f"sample-frame {name}", "axis": name.upper()},
-        )
-        for name, axis in zip(SAMPLE_DIMS, grid.axes_nm(), strict=True)
-    }
-    coords.update({"component": list(SAMPLE_DIMS), "i": list(SAMPLE_DIMS), "j": list(SAMPLE_DIMS)})
-    return xr.Dataset(
-        {
-            "displacement": (
-                ("component", *SAMPLE_DIMS),
-                u.astype(np.float32),
-                {"units": "nm", "long_name": "displacement vector u (zero mean in the support)"},
-            ),
-            "strain": (
-                ("i", "j", *SAMPLE_DIMS),
-                eps.astype(np.float32),
-                {"units": "1", "long_name": "strain tensor (du_i/dr_j + du_j/dr_i) / 2"},
-            ),
-            "support": (SAMPLE_DIMS, support),
-        },
-        coords=coords,
-        attrs={
-            "frame": "sample: the crystal's cubic axes [100], [010], [001] as x, y, z",
-            "voxel_nm": grid.voxel_nm,
-            "origin_nm": list(grid.origin_nm),
-            "reflections": [list(map(int, h)) for h in (hkls or [])],
-            "h_vectors_nm-1": np.asarray(h_vectors, float).tolist(),
-        },
+    eps = strain_tensor(np.where(support, displacement_nm, np.nan), support, grid.voxel_nm)
+    ds = ds.assign_coords(i=list(SAMPLE_DIMS), j=list(SAMPLE_DIMS))
+    ds["strain"] = (
+        ("i", "j", *SAMPLE_DIMS),
+        eps.astype(np.float32),
+        {"units": "1", "long_name": "strain tensor (du_i/dr_j + du_j/dr_i) / 2"},
     )
+    return ds
 
 
 def displacement_errors(

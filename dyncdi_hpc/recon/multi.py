@@ -29,19 +29,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import xarray as xr
 from scipy.ndimage import distance_transform_edt
 
 from ..analysis.frames import SampleGrid
 from ..analysis.strain import displacement_along_h
 from ..analysis.strain_tensor import (
     check_tensor_determined,
+    displacement_dataset,
     least_squares_displacement,
+    strain_dataset,
     subvoxel_shift,
 )
 from ..config import ReconParams
+from ..data.dataset import from_xarray
 from ..errors import DyncdiError, TaskFailed
 from ..merge.align import flip_periodic, support_of
+from ..multi_config import MultiReflectionConfig, build_reflections
 from ..physics import dynamical3d
+from ..physics.geometry import Geometry
 from ..physics.kinematic import CrystalParams
 from ..physics.models import FORWARD_MODELS
 from ..physics.resample import (
@@ -472,11 +478,15 @@ def bring_to_reference(obj: np.ndarray, reference: np.ndarray) -> tuple[np.ndarr
 
 
 def combine_projections(
-    objects: np.ndarray, reflections: tuple[Reflection, ...], support: np.ndarray
+    objects: np.ndarray,
+    reflections: tuple[Reflection, ...],
+    support: np.ndarray,
+    want_tensor: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Projections h_j.u / |h_j| (J, nx, ny, nz) nm from aligned objects' unwrapped phases (zero
     mean inside support: each reflection's phase offset is free), and u (3, nx, ny, nz) nm by
-    per-voxel least squares; NaN outside support."""
+    per-voxel least squares; NaN outside support. Without want_tensor a set of rank < 3 gives
+    the minimum-norm u (0 along the directions no reflection sees)."""
     projections = np.stack(
         [
             displacement_along_h(np.angle(o), support, float(np.linalg.norm(r.h_nm)))
@@ -484,7 +494,7 @@ def combine_projections(
         ]
     )
     h = np.stack([r.h_nm for r in reflections])
-    return projections, least_squares_displacement(projections, h)
+    return projections, least_squares_displacement(projections, h, full_rank=want_tensor)
 
 
 def combine_reconstructions(
@@ -493,6 +503,7 @@ def combine_reconstructions(
     grid: SampleGrid,
     *,
     reference: np.ndarray | None = None,
+    want_tensor: bool = True,
 ) -> IndependentResult:
     """The classic route from finished single-reflection reconstructions: each complex object
     (its conjugate grid (N0, N1, N2), centred like Reconstruction.obj or a merged group) is
@@ -500,8 +511,9 @@ def combine_reconstructions(
     amplitude; None: the first reflection's), and h_j.u = projections is solved per voxel.
 
     The common support is where at least half of the aligned objects' support_of holds.
+    want_tensor: refuse a set of rank < 3 (else its minimum-norm u).
     """
-    check_multi(reflections, want_tensor=True)
+    check_multi(reflections, want_tensor)
     aligned, twins = [], []
     for j, (r, obj) in enumerate(zip(reflections, objects, strict=True)):
         moved = to_common_frame(np.asarray(obj), r, grid)
@@ -514,7 +526,7 @@ def combine_reconstructions(
     # a majority vote: the intersection loses a voxel shell wherever one reconstruction's edge
     # is a little inside (measured: a joint AD started from it is worse)
     support = np.mean([support_of(o) for o in aligned], axis=0) >= 0.5
-    projections, u = combine_projections(aligned, reflections, support)
+    projections, u = combine_projections(aligned, reflections, support, want_tensor)
     return IndependentResult(grid, aligned, projections, support, u, tuple(twins))
 
 
@@ -549,7 +561,11 @@ def joint_from_independent(
     model: str = "kinematical",
     loss: str = "poisson",
     n_steps: int = 600,
+    log_every: int = 50,
     smooth_weight: float = 30.0,
+    lr_shape: float = 5e-2,
+    lr_displacement: float = 4e-4,
+    want_tensor: bool = True,
 ) -> JointResult:
     """Joint AD started from the classic route: its common support blurred by 1 voxel as the
     shape, its least-squares u (extended outside the support by the nearest inside value, so
@@ -571,6 +587,10 @@ def joint_from_independent(
         model=model,
         loss=loss,
         n_steps=n_steps,
+        log_every=log_every,
+        want_tensor=want_tensor,
+        lr_shape=lr_shape,
+        lr_displacement=lr_displacement,
         smooth_weight=smooth_weight,
     )
 
@@ -606,6 +626,90 @@ def reconstruct_multi(
         smooth_weight=smooth_weight,
     )
     return classic, joint
+
+
+def run_multi_reflection(
+    cfg: MultiReflectionConfig,
+    inputs: dict[str, xr.Dataset],
+    merged: dict[str, xr.Dataset] | None = None,
+    *,
+    params: ReconParams | None = None,
+    field: str = "multi",
+) -> xr.Dataset:
+    """One multi-reflection set, from the store's groups to its result group.
+
+    inputs: dataset name -> input group (data.dataset.to_xarray); merged: dataset name ->
+    merged group (amplitude, phase on the conjugate grid) of its single-reflection sweep; a
+    dataset without one is reconstructed here with params (None: ReconParams()) and cfg.seed.
+    Returns the joint u (and strain tensor when cfg.tensor) on the sample grid (dims x, y, z
+    in nm), the independent route's u and projections beside it, metrics in attrs.
+    """
+    merged = merged or {}
+    geometries = {}
+    for entry in cfg.reflections:
+        if entry.dataset not in inputs:
+            raise DyncdiError(f"{field}.reflections", f"no input {entry.dataset!r}", "add it")
+        geometries[entry.dataset] = Geometry.from_attrs(inputs[entry.dataset].attrs["geometry"])
+    reflections = build_reflections(cfg, geometries, field)
+    grid = SampleGrid(cfg.grid.shape, cfg.grid.voxel_nm)
+    measurements = [from_xarray(inputs[e.dataset], f"inputs.{e.dataset}") for e in cfg.reflections]
+    keys = jax.random.split(jax.random.key(cfg.seed), len(reflections))
+    objects = []
+    for j, (entry, m) in enumerate(zip(cfg.reflections, measurements, strict=True)):
+        if entry.dataset in merged:
+            ds = merged[entry.dataset]
+            objects.append(ds["amplitude"].values * np.exp(1j * ds["phase"].values))
+        else:
+            rec = reconstruct(m.intensity, m.mask, m.geometry, params or ReconParams(), key=keys[j])
+            objects.append(rec.obj)
+    classic = combine_reconstructions(tuple(objects), reflections, grid, want_tensor=cfg.tensor)
+    intensities = tuple(m.intensity for m in measurements)
+    masks = tuple(m.mask for m in measurements)
+    j = cfg.joint
+    joint = joint_from_independent(
+        classic,
+        intensities,
+        reflections,
+        masks=masks,
+        model=j.model,
+        loss=j.loss,
+        n_steps=j.steps,
+        log_every=j.log_every,
+        smooth_weight=j.smooth_weight,
+        lr_shape=j.lr_shape,
+        lr_displacement=j.lr_displacement,
+        want_tensor=cfg.tensor,
+    )
+    h = np.stack([r.h_nm for r in reflections])
+    hkls = [r.geometry.hkl for r in reflections]
+    if cfg.tensor:
+        ds = strain_dataset(joint.displacement_nm, joint.support, grid, h, hkls)
+    else:
+        ds = displacement_dataset(joint.displacement_nm, joint.support, grid, h, hkls)
+    dims = ds["support"].dims
+    ds["shape"] = (dims, joint.shape.astype(np.float32), {"units": "1", "long_name": "shape S"})
+    ds["displacement_independent"] = (
+        ("component", *dims),
+        classic.displacement_nm.astype(np.float32),
+        {"units": "nm", "long_name": "u of the independent route (per-voxel least squares)"},
+    )
+    ds["projection_independent"] = (
+        ("reflection", *dims),
+        classic.projections_nm.astype(np.float32),
+        {"units": "nm", "long_name": "h_j.u / |h_j| of each aligned reconstruction"},
+    )
+    ds = ds.assign_coords(reflection=[e.dataset for e in cfg.reflections])
+    ds["joint_loss"] = (("joint_step",), joint.loss, {"long_name": "joint AD data loss"})
+    ds.attrs.update(
+        kind="dyncdi-multi",
+        config=cfg.model_dump(mode="json"),
+        datasets=[e.dataset for e in cfg.reflections],
+        azimuth_deg=[e.azimuth_deg for e in cfg.reflections],
+        twins=[bool(t) for t in classic.twins],
+        from_merged=[e.dataset in merged for e in cfg.reflections],
+        metrics=joint.metrics,
+    )
+    return ds
 
 
 # -------------------------------------------------------------------------------- the demo

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from dyncdi_hpc.analysis.frames import SampleGrid
 from dyncdi_hpc.analysis.strain_tensor import (
@@ -18,6 +19,13 @@ from dyncdi_hpc.analysis.strain_tensor import (
 from dyncdi_hpc.config import CrystalConfig, ReconParams
 from dyncdi_hpc.data.simulate_multi import simulate_multi
 from dyncdi_hpc.errors import DyncdiError
+from dyncdi_hpc.multi_config import (
+    MultiReflectionConfig,
+    build_reflections,
+    load_multi_workflow,
+    sample_truth_dataset,
+    simulated_multi_inputs,
+)
 from dyncdi_hpc.physics.geometry import Geometry
 from dyncdi_hpc.physics.resample import Reflection
 from dyncdi_hpc.recon.multi import (
@@ -30,9 +38,10 @@ from dyncdi_hpc.recon.multi import (
     joint_problem,
     reconstruct_joint,
     reconstruct_multi,
+    run_multi_reflection,
 )
 from dyncdi_hpc.recon.projections import gaussian_blur
-from tests.conftest import GEOMETRY_32
+from tests.conftest import GEOMETRY_32, REPO
 from tests.recon.test_gradients import _assert_matches_central_differences
 
 HKLS = [(1, 1, 1), (-1, 1, 1), (0, 0, 2)]
@@ -245,3 +254,90 @@ def test_chained_route_on_noisy_data_reports_both_errors():
     )
     assert np.all(u_ind < 0.05) and np.all(u_joint < 0.05)
     assert strain_joint < 0.1
+
+
+# ------------------------------------------------------------ configuration and the workflow
+
+
+def test_the_workflow_file_validates_and_builds_its_reflections():
+    spec, sets = load_multi_workflow(REPO / "workflows" / "multi-reflection.yaml")
+    cfg = sets["au4"]
+    assert [r.dataset for r in cfg.reflections] == list(spec.datasets)
+    reflections = build_reflections(cfg, {})
+    assert [r.geometry.hkl for r in reflections] == [(1, 1, 1), (-1, 1, 1), (1, -1, 1), (0, 0, 2)]
+    assert cfg.grid.shape == (40, 40, 40) and cfg.joint.smooth_weight == 30.0
+
+
+def _multi_cfg(hkls, **update):
+    geometry = GEOMETRY_32.model_dump()
+    entries = [
+        {"dataset": f"d{j}", "geometry": {**geometry, "hkl": list(h)}} for j, h in enumerate(hkls)
+    ]
+    data = {"reflections": entries, "grid": {"shape": [40, 40, 40], "voxel_nm": 40.0}, **update}
+    return MultiReflectionConfig.model_validate(data)
+
+
+def test_multi_config_refuses_bad_sets_naming_the_field(tmp_path):
+    with pytest.raises(ValidationError, match="own dataset"):
+        MultiReflectionConfig.model_validate(
+            {
+                "reflections": [{"dataset": "a"}, {"dataset": "a"}],
+                "grid": {"shape": [8] * 3, "voxel_nm": 1},
+            }
+        )
+    with pytest.raises(ValidationError, match="geometry for every reflection"):
+        MultiReflectionConfig.model_validate(
+            {
+                "reflections": [{"dataset": "a"}],
+                "grid": {"shape": [8] * 3, "voxel_nm": 1},
+                "simulate": {},
+            }
+        )
+    with pytest.raises(DyncdiError) as err:
+        build_reflections(_multi_cfg([(1, 1, 1), (0, 0, 2)]), {})
+    assert err.value.field == "multi.reflections" and "underdetermined" in err.value.problem
+    assert len(build_reflections(_multi_cfg([(1, 1, 1), (0, 0, 2)], tensor=False), {})) == 2
+    with pytest.raises(DyncdiError) as err:
+        build_reflections(_multi_cfg([(1, 1, 1), (1, 1, 0), (0, 0, 2)]), {})
+    assert err.value.field == "multi.reflections[1].geometry.hkl"
+    text = (REPO / "workflows" / "multi-reflection.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    # au111 given as a file instead of from_store, though multi.au4 simulates it
+    geometry = GEOMETRY_32.model_dump(mode="json")
+    bad.write_text(
+        text.replace(
+            "  au111: {from_store: true}", f"  au111: {{path: x.npy, geometry: {geometry}}}"
+        )
+    )
+    with pytest.raises(DyncdiError) as err:
+        load_multi_workflow(bad)
+    assert err.value.field == "multi.au4.reflections[0].dataset" and "from_store" in err.value.fix
+
+
+def test_run_multi_reflection_from_merged_objects_writes_u_and_the_tensor():
+    cfg = _multi_cfg(
+        HKLS,
+        simulate={"noise": False},
+        joint={"steps": 100},
+    )
+    inputs = simulated_multi_inputs(cfg)
+    assert len({ds.attrs["fingerprint"] for ds in inputs.values()}) == 3
+    # the truths stand in for merged single-reflection results (amplitude, phase)
+    merged = {
+        name: ds[["truth_amplitude", "truth_phase"]].rename(
+            truth_amplitude="amplitude", truth_phase="phase"
+        )
+        for name, ds in inputs.items()
+    }
+    ds = run_multi_reflection(cfg, inputs, merged)
+    assert ds.attrs["kind"] == "dyncdi-multi" and ds.attrs["from_merged"] == [True] * 3
+    assert ds["strain"].dims == ("i", "j", "x", "y", "z")
+    assert list(ds["reflection"].values) == ["d0", "d1", "d2"]
+    truth = sample_truth_dataset(cfg)
+    for name in ("displacement", "displacement_independent"):
+        u = ds[name].values.astype(float)
+        region = truth["support"].values & np.all(np.isfinite(u), axis=0)
+        assert region.sum() > 0.9 * truth["support"].values.sum()
+        u = np.nan_to_num(u)
+        rms, span = displacement_errors(u, truth["displacement"].values.astype(float), region)
+        assert np.all(rms / span.max() < 0.05), name
