@@ -98,6 +98,11 @@ class JointADConfig(Frozen):
     )
     lr_shape: float = Field(5e-2, gt=0)
     lr_displacement: float = Field(4e-4, gt=0, description="Adam learning rate of u (nm)")
+    fit_rocking_offset: bool = Field(
+        False,
+        description="dynamical model: fit each reflection's absolute rocking offset (it trades "
+        "against the homogeneous strain along that h); false: held at the refraction shift",
+    )
 
 
 class MultiReflectionConfig(Frozen):

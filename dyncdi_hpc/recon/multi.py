@@ -103,6 +103,11 @@ class JointConfig:
     model: "kinematical" or "dynamical" (FORWARD_MODELS); loss: a LOSSES name; learning rates
     per group (lr_displacement in nm: |h| ~ 27 nm^-1 makes 4e-4 nm ~ 1e-2 rad of phase);
     dynamical: per reflection the dynamical model's options (its march box), None: defaults.
+    fit_offset: fit the dynamical model's absolute rocking offsets (default: held at their
+    start, the refraction shift, i.e. each scan centred on its refracted peak). A free offset
+    per reflection trades against the homogeneous strain along that h (both move the rocking
+    curve): measured on dynamical 32^3 data, the u error is then almost all linear in r (0.08-0.13
+    of the range; 0.01-0.02 after removing a linear u), against 0.015-0.030 with held offsets.
     """
 
     reflections: tuple[Reflection, ...]
@@ -113,6 +118,7 @@ class JointConfig:
     lr_displacement: float = 4e-4
     lr_scale: float = 1e-2
     lr_offset: float = 5e-2
+    fit_offset: bool = False
     dynamical: tuple[dynamical3d.DynamicalOptions, ...] | None = None
 
 
@@ -244,7 +250,7 @@ def make_optimizer(cfg: JointConfig) -> optax.GradientTransformation:
             "shape": optax.adam(cfg.lr_shape),
             "displacement": optax.adam(cfg.lr_displacement),
             "scale": optax.adam(cfg.lr_scale),
-            "offset": optax.adam(cfg.lr_offset),
+            "offset": optax.adam(cfg.lr_offset) if cfg.fit_offset else optax.set_to_zero(),
         },
         labels,
     )
@@ -393,6 +399,7 @@ def reconstruct_joint(
     lr_shape: float = 5e-2,
     lr_displacement: float = 4e-4,
     smooth_weight: float = 30.0,
+    fit_offset: bool = False,
     progress: Callable[[int, float], None] | None = None,
 ) -> JointResult:
     """Joint AD reconstruction from each reflection's peak-centred intensity (N0, N1, N2).
@@ -401,6 +408,7 @@ def reconstruct_joint(
     independent reconstruction in the sample frame); its loose support confines the fit.
     displacement_nm: starting u (3, nx, ny, nz) nm (None: 0). want_tensor: refuse (DyncdiError)
     a set of reflections that cannot determine the strain tensor, before anything runs.
+    fit_offset: dynamical model only, fit each reflection's absolute rocking offset (JointConfig).
     """
     check_multi(reflections, want_tensor)
     if model not in FORWARD_MODELS:
@@ -417,6 +425,7 @@ def reconstruct_joint(
         loss=loss,
         lr_shape=lr_shape,
         lr_displacement=lr_displacement,
+        fit_offset=fit_offset,
     )
     if model == "dynamical":
         cfg = replace(cfg, dynamical=dynamical_options(cfg, support))
@@ -566,6 +575,7 @@ def joint_from_independent(
     lr_shape: float = 5e-2,
     lr_displacement: float = 4e-4,
     want_tensor: bool = True,
+    fit_offset: bool = False,
 ) -> JointResult:
     """Joint AD started from the classic route: its common support blurred by 1 voxel as the
     shape, its least-squares u (extended outside the support by the nearest inside value, so
@@ -592,6 +602,7 @@ def joint_from_independent(
         lr_shape=lr_shape,
         lr_displacement=lr_displacement,
         smooth_weight=smooth_weight,
+        fit_offset=fit_offset,
     )
 
 
@@ -679,6 +690,7 @@ def run_multi_reflection(
         lr_shape=j.lr_shape,
         lr_displacement=j.lr_displacement,
         want_tensor=cfg.tensor,
+        fit_offset=j.fit_rocking_offset,
     )
     h = np.stack([r.h_nm for r in reflections])
     hkls = [r.geometry.hkl for r in reflections]
