@@ -727,13 +727,20 @@ def run_multi_reflection(
 # -------------------------------------------------------------------------------- the demo
 
 
-def demo(size: int = 32, n_steps: int = 600, noise: bool = False, seed: int = 0) -> dict:
-    """Simulate Au 111, -111, 1-11 and 002 at size^3 (9 keV, an 800 nm crystal) and compare
-    the routes: independent + least squares, joint AD from the truth's support blurred with
-    u = 0, and joint AD started from the independent result (reconstruct_multi). Prints and
-    returns u RMS errors per component over the largest component range, and the strain
-    tensor RMS error over the largest component range, after removing the crystal's
-    translation and a constant u."""
+def demo(
+    size: int = 32,
+    n_steps: int = 600,
+    noise: bool = False,
+    seed: int = 0,
+    data_model: str = "kinematical",
+) -> dict:
+    """Simulate Au 111, -111, 1-11 and 002 at size^3 (9 keV, an 800 nm crystal; data_model's
+    intensities) and compare the routes: independent + least squares, joint AD (kinematical)
+    from the truth's support blurred with u = 0, joint AD started from the independent result
+    (reconstruct_multi's chain) and, for dynamical data, the joint AD through the dynamical
+    model. Prints and returns u RMS errors per component over the largest component range, and
+    the strain tensor RMS error over the largest component range, after removing the
+    crystal's translation and a constant u."""
     from ..analysis.strain_tensor import displacement_errors, remove_translation, strain_errors
     from ..config import GeometryConfig
     from ..data.simulate_multi import VectorDisplacement, simulate_multi
@@ -749,9 +756,15 @@ def demo(size: int = 32, n_steps: int = 600, noise: bool = False, seed: int = 0)
     hkls = [(1, 1, 1), (-1, 1, 1), (1, -1, 1), (0, 0, 2)]
     reflections = tuple(Reflection(base.model_copy(update={"hkl": h}).build()) for h in hkls)
     grid = SampleGrid((size * 5 // 4,) * 3, 40.0)
-    sim = simulate_multi(reflections, grid, displacement=VectorDisplacement(seed=seed), noise=noise)
+    sim = simulate_multi(
+        reflections,
+        grid,
+        displacement=VectorDisplacement(seed=seed),
+        noise=noise,
+        model=data_model,
+    )
     truth = sim.truth
-    out: dict = {"noise": noise, "reflections": [list(h) for h in hkls]}
+    out: dict = {"noise": noise, "data": data_model, "reflections": [list(h) for h in hkls]}
 
     def score(name: str, shape: np.ndarray, u: np.ndarray, seconds: float) -> None:
         shape, u, _ = remove_translation(shape, u, truth.amplitude)
@@ -794,11 +807,19 @@ def demo(size: int = 32, n_steps: int = 600, noise: bool = False, seed: int = 0)
     chained = joint_from_independent(classic, sim.intensities, reflections, n_steps=n_steps)
     seconds = time.perf_counter() - t0
     score("joint_from_independent", chained.shape, chained.displacement_nm, seconds)
+    if data_model == "dynamical":
+        t0 = time.perf_counter()
+        joint = reconstruct_joint(
+            sim.intensities, reflections, grid, start, model="dynamical", n_steps=n_steps
+        )
+        seconds = time.perf_counter() - t0
+        score("joint_dynamical_from_truth_support", joint.shape, joint.displacement_nm, seconds)
     return out
 
 
 if __name__ == "__main__":
     if "--demo" in sys.argv[1:]:
-        demo(noise="--noise" in sys.argv[1:])
+        data_model = "dynamical" if "--dynamical" in sys.argv[1:] else "kinematical"
+        demo(noise="--noise" in sys.argv[1:], data_model=data_model)
     else:
-        print("usage: python -m dyncdi_hpc.recon.multi --demo [--noise]")
+        print("usage: python -m dyncdi_hpc.recon.multi --demo [--noise] [--dynamical]")
