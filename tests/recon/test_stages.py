@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dyncdi_hpc.config import ADStage, CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
+from dyncdi_hpc.config import ADStage, CrystalConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
 from dyncdi_hpc.physics.dynamical3d import support_box
 from dyncdi_hpc.physics.kinematic import forward as kinematical
@@ -22,16 +22,8 @@ from dyncdi_hpc.recon.pipeline import (
     twin_of,
     with_nuisances,
 )
+from tests.recon.test_dynamical_recon import GEOMETRY_16
 
-GEOMETRY_16 = GeometryConfig(
-    energy_kev=9.0,
-    material="Au",
-    hkl=(1, 1, 1),
-    shape=(16, 16, 16),
-    rocking_step_deg=0.01,
-    pixel_size_um=55.0,
-    detector_distance_m=0.5,
-)
 STAGED = ReconParams(
     model="dynamical",
     recipe="20*ER+40*HIO+20*ER",
