@@ -7,12 +7,25 @@ would not fit in this machine's memory can still be sized. Scaling exponents are
 the sizes measured, and the dynamical model's memory is extrapolated to 256^3. The dynamical
 model runs with OPTIONS (angle chunks and checkpoint blocks, for memory) on the full grid and
 in the crystal's box, and with a reconstruction's options (the box alone, "box recon").
+
+On a GPU the full run times N = 32, 64, 128 (full-grid fwd+grad included) and, first, in
+`large`, runs each of LARGE_SIZES (256^3) for real, one fresh process per variant (support
+box, full grid), recording its times and the allocator's measured peak
+(`memory_stats()['peak_bytes_in_use']`, which a fresh process makes that variant's own) beside
+the compiled estimate. Run it with XLA_PYTHON_CLIENT_PREALLOCATE=false, so that this process
+holds no pool the large runs would have to fit beside.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,6 +44,11 @@ SIZES = (16, 32, 64)
 QUICK_SIZES = (16, 32)
 MEMORY_ONLY_SIZES = (128,)  # compiled for memory_analysis only
 TIMED_GRAD_MAX = 64  # fwd+grad of the dynamical model is only compiled (not run) above this
+GPU_SIZES = (32, 64, 128)  # timed on a GPU, full-grid fwd+grad included
+LARGE_SIZES = (256,)  # on a GPU: run for real, each variant in a fresh process (measured peak)
+LARGE_VARIANTS = {"box": 2, "full": 1}  # variant -> timed repeats (after one warm-up call)
+LARGE_TIMEOUT_S = 180.0  # per variant; a variant that runs longer is recorded as timed out
+LARGE_MEM_FRACTION = "0.95"  # of the GPU's memory the large runs' allocator may use
 OPTIONS = dynamical3d.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
 SUPPORT_THRESHOLD = 0.01  # the static box: voxels with S above this, grown by one voxel
 
@@ -77,8 +95,20 @@ def _fit_exponent(sizes: list[int], values: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
-    """Time and memory of both models at each size (N^3 voxels, N rocking angles)."""
+def measure(
+    sizes: tuple[int, ...],
+    repeats: int,
+    *,
+    timed_grad_max: int = TIMED_GRAD_MAX,
+    memory_only_sizes: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    """Time and memory of both models at each size (N^3 voxels, N rocking angles).
+
+    memory_only_sizes: compiled for memory_analysis only (None: MEMORY_ONLY_SIZES, skipped in
+    the quick run).
+    """
+    if memory_only_sizes is None:
+        memory_only_sizes = () if quick_memory_skip(sizes) else MEMORY_ONLY_SIZES
     entries = []
     for n in sizes:
         params, geometry = problem(n)
@@ -114,7 +144,7 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             "dynamical_box_fwd_grad": partial(box_grad, params),
             "dynamical_box_recon_fwd_grad": partial(recon_grad, params),
         }
-        if n <= TIMED_GRAD_MAX:
+        if n <= timed_grad_max:
             calls["dynamical_fwd_grad"] = partial(dyn_grad, params)
         timings = time_interleaved(calls, repeats=repeats)
         memory = {
@@ -127,6 +157,9 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             "dynamical_box_recon_fwd_grad": _memory_bytes(jax.grad(scalar(dyn_recon)), params),
         }
         times = {k: t.to_json() for k, t in timings.items()}
+        print(
+            f"dynamical N={n}: {json.dumps({'timings': times, 'memory_bytes': memory})}", flush=True
+        )
         med = {k: t.median_s for k, t in timings.items()}
         entries.append(
             {
@@ -148,6 +181,7 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
                     if "dynamical_fwd_grad" in med
                     else None
                 ),
+                "peak_bytes_in_use_so_far": peak_bytes_in_use(),  # this process, all sizes
                 "ratio_box_fwd_grad_over_n": (
                     med["dynamical_box_fwd_grad"] / med["kinematical_fwd_grad"] / n
                 ),
@@ -157,7 +191,7 @@ def measure(sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
             }
         )
     memory_only = []
-    for n in () if quick_memory_skip(sizes) else MEMORY_ONLY_SIZES:
+    for n in memory_only_sizes:
         params, geometry = problem(n)
 
         def full(p, g=geometry):
@@ -261,9 +295,131 @@ def quick_memory_skip(sizes: tuple[int, ...]) -> bool:
     return tuple(sizes) == QUICK_SIZES
 
 
+def peak_bytes_in_use() -> int | None:
+    """The default device's allocator peak since the process started (None if not reported)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return int(peak) if peak is not None else None
+
+
+def measure_large(n: int, variant: str, repeats: int = 2) -> dict[str, Any]:
+    """Forward and fwd+grad of the dynamical model at n^3, in this process (meant to be fresh).
+
+    variant "box": with the crystal's support box; "full": the whole grid. The allocator peak
+    is read after the forward runs and again after fwd+grad runs, so the second includes both.
+    """
+    if variant not in LARGE_VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(LARGE_VARIANTS)}, got {variant!r}")
+    start = time.perf_counter()
+    params, geometry = problem(n)
+    opts = boxed_options(params) if variant == "box" else OPTIONS
+    setup_s = time.perf_counter() - start
+
+    def fwd(p):
+        return dynamical3d.forward(p, geometry, opts)
+
+    def loss(p):
+        return jnp.sum(jnp.sqrt(fwd(p) + 1e-6))
+
+    fwd_jit, grad_jit = jax.jit(fwd), jax.jit(jax.grad(loss))
+    base = peak_bytes_in_use()
+    t_fwd = time_interleaved({"fwd": partial(fwd_jit, params)}, repeats=repeats)["fwd"]
+    peak_fwd = peak_bytes_in_use()
+    t_grad = time_interleaved({"fwd_grad": partial(grad_jit, params)}, repeats=repeats)["fwd_grad"]
+    peak_grad = peak_bytes_in_use()
+    stats = jax.devices()[0].memory_stats() or {}
+    return {
+        "n": n,
+        "variant": variant,
+        "box": opts.box,
+        "march_points": dynamical3d.march_plan(geometry, opts).points,
+        "setup_s": setup_s,
+        "timings": {"dynamical_fwd": t_fwd.to_json(), "dynamical_fwd_grad": t_grad.to_json()},
+        "memory_bytes_compiled": {
+            "dynamical_fwd": _memory_bytes(fwd, params),
+            "dynamical_fwd_grad": _memory_bytes(jax.grad(loss), params),
+        },
+        "peak_bytes_in_use": {"before": base, "after_fwd": peak_fwd, "after_fwd_grad": peak_grad},
+        "bytes_limit": stats.get("bytes_limit"),
+        "device_kind": jax.devices()[0].device_kind,
+    }
+
+
+def large_in_subprocess(
+    n: int, variant: str, repeats: int = 2, timeout_s: float = LARGE_TIMEOUT_S
+) -> dict[str, Any]:
+    """measure_large in a fresh Python process, so the allocator peak is this variant's own."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        XLA_PYTHON_CLIENT_PREALLOCATE="false",
+        XLA_PYTHON_CLIENT_MEM_FRACTION=LARGE_MEM_FRACTION,
+    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    code = (
+        "import json, sys; from benchmarks.dynamical import measure_large; "
+        "print(json.dumps(measure_large(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))), "
+        "flush=True)"
+    )
+    command = [sys.executable, "-c", code, str(n), variant, str(repeats)]
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return {"n": n, "variant": variant, "error": f"timed out after {timeout_s:.0f} s"}
+    wall = time.perf_counter() - start
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        tail = out.stderr.strip().splitlines()[-5:]
+        return {"n": n, "variant": variant, "error": f"exit {out.returncode}", "stderr": tail}
+    return {**json.loads(lines[-1]), "process_wall_s": wall}
+
+
+def large_rows(large: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Printed rows of the large runs: times, measured peak and compiled estimate."""
+    rows = []
+    for r in large:
+        if "error" in r:
+            rows.append({"N": r["n"], "variant": r["variant"], "error": r["error"]})
+            continue
+        peak = r["peak_bytes_in_use"]["after_fwd_grad"]
+        rows.append(
+            {
+                "N": r["n"],
+                "variant": r["variant"],
+                "fwd ms": 1e3 * r["timings"]["dynamical_fwd"]["median_s"],
+                "fwd+grad ms": 1e3 * r["timings"]["dynamical_fwd_grad"]["median_s"],
+                "peak GiB": peak / 2**30 if peak is not None else None,
+                "compiled fwd+grad GiB": r["memory_bytes_compiled"]["dynamical_fwd_grad"] / 2**30,
+            }
+        )
+    return rows
+
+
 def run(quick: bool) -> dict[str, Any]:
-    """Registered entry point: N = 16, 32, 64 (quick: 16, 32)."""
-    return measure(QUICK_SIZES if quick else SIZES, repeats=2 if quick else 3)
+    """Registered entry point: N = 16, 32, 64 (quick: 16, 32); on a GPU 32, 64, 128 and 256."""
+    if quick:
+        return measure(QUICK_SIZES, repeats=2)
+    if jax.default_backend() != "gpu":
+        return measure(SIZES, repeats=3)
+    large = []  # first, while this process holds next to nothing on the GPU
+    for n in LARGE_SIZES:
+        for variant, repeats in LARGE_VARIANTS.items():
+            large.append(large_in_subprocess(n, variant, repeats))
+            print(f"dynamical large: {json.dumps(large[-1])}", flush=True)  # kept if killed
+    result = measure(GPU_SIZES, repeats=3, timed_grad_max=max(GPU_SIZES), memory_only_sizes=())
+    result["large"] = large
+    result["large_note"] = (
+        "each variant in a fresh process, run before the timed sizes; peak_bytes_in_use is the "
+        "allocator's measured peak (XLA_PYTHON_CLIENT_PREALLOCATE=false, "
+        f"XLA_PYTHON_CLIENT_MEM_FRACTION={LARGE_MEM_FRACTION}); memory_bytes_compiled is XLA's "
+        "memory_analysis estimate; the parent's XLA_PYTHON_CLIENT_PREALLOCATE was "
+        f"{os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE', 'unset (true)')}"
+    )
+    result["table"] = result["table"] + large_rows(large)
+    return result
 
 
 def plot(result: dict[str, Any]) -> Figure | None:
@@ -283,6 +439,19 @@ def plot(result: dict[str, Any]) -> Figure | None:
         if pts:
             left.loglog(*zip(*pts, strict=True), marker="o", label=key)
         right.loglog(ns, [e["memory_bytes"][key] / 2**20 for e in entries], marker="o", label=key)
+    for r in result.get("large") or []:  # GPU runs: 256^3 in fresh processes
+        if "error" in r:
+            continue
+        marker = "s" if r["variant"] == "full" else "D"
+        for key, fill in (("dynamical_fwd", "none"), ("dynamical_fwd_grad", None)):
+            t = r["timings"][key]["median_s"]
+            left.loglog(
+                [r["n"]], [t], marker=marker, mfc=fill, ls="", label=f"{r['variant']} {key}"
+            )
+        peak = r["peak_bytes_in_use"]["after_fwd_grad"]
+        if peak is not None:
+            label = f"{r['variant']} dynamical_fwd_grad, measured peak"
+            right.loglog([r["n"]], [peak / 2**20], marker=marker, ls="", label=label)
     left.set_xlabel("N (N^3 voxels, N rocking angles)")
     left.set_ylabel("time (s)")
     left.legend()
