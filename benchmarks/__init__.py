@@ -8,7 +8,7 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import cohere, distributed, dynamical, kernels
+from . import cohere, distributed, dynamical, kernels, quality
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -16,12 +16,19 @@ BENCHMARKS: dict[str, Benchmark] = {
     "dynamical": dynamical.run,
     "distributed": distributed.run,
     "cohere": cohere.run,
+    "thick_crystal": quality.run_thick_crystal,
+    "sizes": quality.run_sizes,
 }
+
+# Each runs a whole workflow sweep (minutes to tens of minutes): `run --quick` without --only
+# leaves them out so that it stays under 10 minutes; `--only NAME [--quick]` runs one.
+WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes")
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
     "dynamical": dynamical.plot,
     "cohere": cohere.plot,
+    "sizes": quality.plot_sizes,
 }
 
-__all__ = ["BENCHMARKS", "PLOTS"]
+__all__ = ["BENCHMARKS", "PLOTS", "WORKFLOW_BENCHMARKS"]

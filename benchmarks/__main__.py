@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import BENCHMARKS, PLOTS
+from . import BENCHMARKS, PLOTS, WORKFLOW_BENCHMARKS
 from .harness import RESULTS_DIR, plot_results, run_benchmarks
 
 results_option = click.option(
@@ -30,8 +30,17 @@ def cli() -> None:
 )
 @results_option
 def run(quick: bool, only: str | None, results_dir: Path) -> None:
-    """Run the benchmarks, write one JSON each and print their tables."""
-    selected = {only: BENCHMARKS[only]} if only else BENCHMARKS
+    """Run the benchmarks, write one JSON each and print their tables.
+
+    --quick without --only leaves out the workflow benchmarks (thick_crystal, sizes).
+    """
+    if only:
+        selected = {only: BENCHMARKS[only]}
+    elif quick:
+        selected = {k: v for k, v in BENCHMARKS.items() if k not in WORKFLOW_BENCHMARKS}
+        click.echo(f"--quick leaves out {', '.join(WORKFLOW_BENCHMARKS)}: run each with --only")
+    else:
+        selected = BENCHMARKS
     run_benchmarks(selected, quick=quick, results_dir=results_dir)
 
 

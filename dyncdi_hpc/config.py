@@ -398,10 +398,16 @@ def validate(model: type[M], data: dict, source: str) -> M:
         raise DyncdiError(source, format_validation_error(err)) from None
 
 
+def without_extensions(data: dict) -> dict:
+    """The mapping without its top-level `x-...` keys: holders of YAML anchors that the rest
+    of the file reuses (`<<: *scan`), as in docker-compose, and never configuration."""
+    return {k: v for k, v in data.items() if not str(k).startswith("x-")}
+
+
 def load_sweep(path: Path) -> SweepSpec:
     """Read and validate a sweep YAML file; relative paths are taken from the file's folder."""
     path = Path(path)
-    data = read_yaml(path, "sweep spec")
+    data = without_extensions(read_yaml(path, "sweep spec"))
     spec = validate(SweepSpec, data, str(path))
     base = path.resolve().parent
     datasets = {

@@ -70,3 +70,23 @@ def test_new_neutral_fields_keep_task_ids_and_fingerprints_of_older_stores():
     assert stable_hash({"kind": "simulate", "config": dyn.fingerprint_payload()}) != stable_hash(
         payload
     )
+
+
+def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        (REPO / "workflows" / "demo.yaml")
+        .read_text()
+        .replace("datasets:\n", "x-note: &n 3\nx-anything: {whatever: 1}\ndatasets:\n", 1)
+        .replace("n_lobes: 3", "n_lobes: *n")
+    )
+    spec = load_sweep(path)
+    assert spec == load_sweep(REPO / "workflows" / "demo.yaml").model_copy(
+        update={"store": spec.store}
+    )
+
+
+@pytest.mark.parametrize("name", ["demo", "thick-crystal", "sizes"])
+def test_shipped_workflows_validate(name):
+    spec = load_sweep(REPO / "workflows" / f"{name}.yaml")
+    assert spec.name == name

@@ -1,0 +1,182 @@
+"""Reconstruction quality of the workflows that test the method: kinematical against dynamical.
+
+`thick_crystal` runs workflows/thick-crystal.yaml (one ~2 Lambda0 Au crystal simulated with
+the dynamical model, several random starts per model) and `sizes` runs workflows/sizes.yaml
+(the same strain field in crystals from 0.1 to 1.5 um). Each runs its sweep through the
+ordinary path (dyncdi_hpc.schedule.run.run_sweep on the LocalCluster) into a store under
+benchmarks/work/, resumable: a rerun only summarises what the store holds. Errors are against
+the simulated truth after ambiguity removal (translation, phase offset and ramp, twin):
+the merged object's (the best half of the starts, aligned and averaged) and each start's.
+--quick runs one start per model with a quarter of the AD steps (numbers then mean little).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep
+from dyncdi_hpc.data.dataset import from_xarray
+from dyncdi_hpc.merge.align import align, phase_rms
+from dyncdi_hpc.merge.combine import result_object
+from dyncdi_hpc.physics.materials import bragg_case
+from dyncdi_hpc.schedule.run import run_sweep
+from dyncdi_hpc.store.zarr_store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK_DIR = ROOT / "benchmarks" / "work"
+MODELS = ("kinematical", "dynamical")
+
+
+def quick_spec(spec: SweepSpec) -> SweepSpec:
+    """One start per model and a quarter of every AD stage's steps."""
+    base = spec.base
+    stages = tuple(s.model_copy(update={"ad_steps": max(1, s.ad_steps // 4)}) for s in base.stages)
+    base = base.model_copy(update={"stages": stages, "ad_steps": max(1, base.ad_steps // 4)})
+    return spec.model_copy(
+        update={"base": base, "sweep": {**spec.sweep, "seed": 1}, "name": f"{spec.name}-quick"}
+    )
+
+
+def run_workflow(workflow: str, quick: bool) -> tuple[SweepSpec, Store, str]:
+    """Run or resume workflows/WORKFLOW.yaml into benchmarks/work/: spec, store, command."""
+    spec = load_sweep(ROOT / "workflows" / f"{workflow}.yaml")
+    if quick:
+        spec = quick_spec(spec)
+    store_path = WORK_DIR / f"{spec.name}.zarr"
+    run_sweep(spec, store_path=store_path, cluster=spec.cluster)
+    name = workflow.replace("-", "_")
+    command = f"python -m benchmarks run --only {name}{' --quick' if quick else ''}"
+    return spec, Store.open(store_path), command
+
+
+def start_errors(store: Store, dataset: str, model: str) -> list[float]:
+    """Phase RMS (rad) against the truth of each finished start of (dataset, model), by seed."""
+    measurement = from_xarray(store.read_input(dataset), f"inputs.{dataset}")
+    truth = measurement.truth
+    assert truth is not None, f"dataset {dataset!r} has no simulated truth"
+    reference = truth.amplitude * np.exp(1j * truth.phase)
+    errors = []
+    for tid in store.result_ids():
+        attrs = store.result_attrs(tid)
+        spec = attrs.get("spec", {})
+        if (
+            attrs.get("status") != "done"
+            or spec.get("dataset") != dataset
+            or spec["params"]["model"] != model
+        ):
+            continue
+        obj = align(result_object(store.read_result(tid)), reference).obj
+        errors.append((spec["seed"], phase_rms(obj, reference, truth.support)))
+    return [e for _, e in sorted(errors)]
+
+
+def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, Any]:
+    """Thickness, extinction lengths and per-model errors (merged and per start) of a dataset."""
+    source = spec.datasets[dataset]
+    assert isinstance(source, SimulatedDataset), f"{dataset!r} is not simulated"
+    cfg = source.simulate
+    g = cfg.geometry
+    case = bragg_case(g.material, g.hkl, g.energy_kev, polarisation=g.polarisation)
+    thickness_um = cfg.crystal.size_nm / 1e3  # {111} facet distance: the depth along h = [111]
+    out: dict[str, Any] = {
+        "dataset": dataset,
+        "thickness_um": thickness_um,
+        "pendellosung_um": case.pendellosung_nm / 1e3,
+        "extinction_depth_um": case.extinction_depth_nm / 1e3,
+        "thickness_over_pendellosung": thickness_um / (case.pendellosung_nm / 1e3),
+        "grid": list(g.shape),
+        "simulated_with": cfg.model,
+        "peak_counts": cfg.peak_counts if cfg.noise else None,
+    }
+    for model in MODELS:
+        key = f"{dataset}-{model}"
+        done = key in store.merged_keys()
+        vs_truth = store.merged_attrs(key).get("vs_truth", {}) if done else {}
+        per_start = start_errors(store, dataset, model)
+        out[f"{model}_phase_rms_rad"] = vs_truth.get("phase_rms_rad")
+        out[f"{model}_strain_rms"] = vs_truth.get("strain_rms")
+        out[f"{model}_support_dice"] = vs_truth.get("support_dice")
+        out[f"{model}_start_phase_rms_rad"] = per_start
+        out[f"{model}_start_phase_rms_median_rad"] = (
+            float(np.median(per_start)) if per_start else None
+        )
+    k, d = out["kinematical_phase_rms_rad"], out["dynamical_phase_rms_rad"]
+    out["phase_rms_ratio_kinematical_over_dynamical"] = k / d if k and d else None
+    return out
+
+
+def _row(o: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "t (um)": o["thickness_um"],
+        "t / Lambda0": o["thickness_over_pendellosung"],
+        "kin phase RMS": o["kinematical_phase_rms_rad"],
+        "dyn phase RMS": o["dynamical_phase_rms_rad"],
+        "kin / dyn": o["phase_rms_ratio_kinematical_over_dynamical"],
+        "kin strain RMS": o["kinematical_strain_rms"],
+        "dyn strain RMS": o["dynamical_strain_rms"],
+        "kin starts (median)": o["kinematical_start_phase_rms_median_rad"],
+        "dyn starts (median)": o["dynamical_start_phase_rms_median_rad"],
+    }
+
+
+def run_thick_crystal(quick: bool) -> dict[str, Any]:
+    """workflows/thick-crystal.yaml: the errors of both models on one thick crystal."""
+    spec, store, command = run_workflow("thick-crystal", quick)
+    (dataset,) = spec.datasets
+    outcome = dataset_outcome(spec, store, dataset)
+    n_starts = spec.sweep.get("seed", 1)
+    return {
+        "description": __doc__.splitlines()[0],
+        "workflow": "workflows/thick-crystal.yaml",
+        "store": str(store.path),
+        **outcome,
+        "n_starts": n_starts if isinstance(n_starts, int) else len(n_starts),
+        "schedule": spec.base.model_dump(mode="json", include={"recipe", "stages", "ad_steps"}),
+        "command": command,
+        "table": [_row(outcome)],
+    }
+
+
+def run_sizes(quick: bool) -> dict[str, Any]:
+    """workflows/sizes.yaml: the errors of both models against crystal thickness."""
+    spec, store, command = run_workflow("sizes", quick)
+    outcomes = [dataset_outcome(spec, store, name) for name in spec.datasets]
+    outcomes.sort(key=lambda o: o["thickness_um"])
+    n_starts = spec.sweep.get("seed", 1)
+    return {
+        "description": __doc__.splitlines()[0],
+        "workflow": "workflows/sizes.yaml",
+        "store": str(store.path),
+        "n_starts": n_starts if isinstance(n_starts, int) else len(n_starts),
+        "schedule": spec.base.model_dump(mode="json", include={"recipe", "stages", "ad_steps"}),
+        "sizes": outcomes,
+        "command": command,
+        "table": [_row(o) for o in outcomes],
+    }
+
+
+def plot_sizes(result: dict[str, Any]) -> Figure | None:
+    """Phase error of both models' merged reconstructions (and each start) against t / Lambda0."""
+    sizes = result.get("sizes") or []
+    if not sizes:
+        return None
+    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    x = [o["thickness_over_pendellosung"] for o in sizes]
+    for model, colour in zip(MODELS, ("tab:red", "tab:blue"), strict=True):
+        y = [o[f"{model}_phase_rms_rad"] for o in sizes]
+        ax.plot(x, y, marker="o", color=colour, label=f"{model} (merged)")
+        for xi, o in zip(x, sizes, strict=True):
+            starts = o[f"{model}_start_phase_rms_rad"]
+            ax.scatter([xi] * len(starts), starts, s=10, color=colour, alpha=0.4)
+    ax.set_xlabel("crystal thickness / Pendellosung distance Lambda0")
+    ax.set_ylabel("phase RMS error against the truth (rad)")
+    ax.set_yscale("log")
+    ax.set_title("Data simulated with the dynamical model; dots: single starts", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return figure
