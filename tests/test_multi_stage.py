@@ -4,11 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import yaml
+from click.testing import CliRunner
 
+from dyncdi_hpc.cli import main
 from dyncdi_hpc.config import load_sweep
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.multi_config import simulated_fingerprints
+from dyncdi_hpc.multi_config import sample_truth_dataset, simulated_fingerprints
+from dyncdi_hpc.multi_stage import multi_vs_truth
 from dyncdi_hpc.schedule.run import plan_sweep, run_sweep
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import FAST_PARAMS, GEOMETRY_32, REPO
@@ -64,6 +68,15 @@ def test_the_workflow_file_validates_and_its_dry_run_plan_writes_nothing(tmp_pat
     assert {t.dataset: t.fingerprint for t in the_plan.tasks} == fingerprints
 
 
+def test_the_dry_run_command_lists_the_set_and_writes_nothing(tmp_path):
+    path = multi_spec(tmp_path)
+    result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "3 tasks" in result.output and "dry run: nothing submitted" in result.output
+    assert "multi.xtal: 3 reflections (simulated" in result.output
+    assert not (tmp_path / "m.zarr").exists()
+
+
 def test_multi_does_not_enter_task_ids(tmp_path):
     spec = load_sweep(multi_spec(tmp_path))
     bare = spec.model_copy(update={"multi": {}})
@@ -107,6 +120,32 @@ def test_a_set_naming_an_unknown_or_simulated_file_dataset_is_refused(tmp_path):
     with pytest.raises(DyncdiError) as err:
         load_sweep(path)
     assert err.value.field == "multi.xtal.reflections[2].dataset"
+
+
+def test_errors_against_the_truth_ignore_a_constant_u_and_see_a_wrong_one(tmp_path):
+    cfg = load_sweep(multi_spec(tmp_path)).multi["xtal"]
+    truth = sample_truth_dataset(cfg)
+    u = truth["displacement"].values.astype(float)
+    support = truth["support"].values
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "shape": (("x", "y", "z"), truth["amplitude"].values),
+            "displacement": (("component", "x", "y", "z"), np.where(support, u + 0.3, np.nan)),
+            "displacement_independent": (
+                ("component", "x", "y", "z"),
+                np.where(support, u + 0.01 * rng.normal(size=u.shape), np.nan),
+            ),
+            "strain": (("x",), np.zeros(20)),  # only its presence matters: a tensor set
+        },
+        attrs={"voxel_nm": cfg.grid.voxel_nm},
+    )
+    v = multi_vs_truth(ds, truth)
+    assert v["voxels"] > 0.5 * support.sum() and np.allclose(v["shift_voxels"], 0, atol=0.05)
+    assert v["joint"]["u_rms_over_range_max"] < 1e-3  # a constant u is a rigid translation
+    assert v["joint"]["strain_rms_over_range"] < 1e-3
+    span = np.ptp(u[:, support], axis=1).max()
+    assert v["independent"]["u_rms_over_range_max"] == pytest.approx(0.01 / span, rel=0.3)
 
 
 @pytest.mark.slow
