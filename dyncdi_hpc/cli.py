@@ -92,6 +92,12 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
             f"kind {profile.kind}\n{len(the_plan.todo)} to compute, {len(the_plan.done)} done, "
             f"{len(the_plan.failed)} failed; dry run: nothing submitted"
         )
+        for name, cfg in spec.multi.items():
+            how = "simulated, " if cfg.simulate else ""
+            out.print(
+                f"multi.{name}: {len(cfg.reflections)} reflections ({how}joint AD "
+                f"{cfg.joint.steps} steps) after the merge, into {store_path / 'multi' / name}"
+            )
         if profile.kind == "slurm":
             from .schedule.cluster import job_script
 
@@ -118,7 +124,28 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
         v = Store.open(outcome.store).merged_attrs(key).get("vs_truth") or {}
         extra = f" (phase RMS vs truth {v['phase_rms_rad']:.3f} rad)" if v else ""
         out.print(f"merged: {outcome.store / 'merged' / key}{extra}")
+    for name in outcome.multi:
+        out.print(f"multi:  {outcome.store / 'multi' / name}{_multi_summary(outcome, name)}")
     out.print(f"report: {outcome.report}")
+
+
+def _multi_summary(outcome, name: str) -> str:
+    """' (vs truth: ...)' for a simulated multi set, ' (unchanged)' when it was skipped."""
+    from .store.zarr_store import Store
+
+    v = Store.open(outcome.store).multi_attrs(name).get("vs_truth") or {}
+    parts = [
+        f"{route} u {v[route]['u_rms_over_range_max']:.4f}"
+        + (
+            f", strain {v[route]['strain_rms_over_range']:.3f}"
+            if "strain_rms_over_range" in v[route]
+            else ""
+        )
+        for route in ("joint", "independent")
+        if route in v
+    ]
+    extra = f" (vs truth, RMS / largest range: {'; '.join(parts)})" if parts else ""
+    return extra + (" (unchanged, skipped)" if name in outcome.multi_skipped else "")
 
 
 @main.command()

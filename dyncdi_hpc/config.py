@@ -296,6 +296,102 @@ class Generations(Frozen):
         return value
 
 
+# ----------------------------------------------------- multi-reflection sets (issue #5)
+# A set names sweep datasets seen through several reflections of one crystal; after the merge,
+# the sweep turns their merged objects into one displacement vector field (multi_stage.py).
+
+
+class VectorDisplacementConfig(Frozen):
+    """Smooth simulated u(r): per component n_lobes Gaussian lobes of height amplitude_nm."""
+
+    amplitude_nm: float = Field(0.05, ge=0, description="height of each lobe (nm)")
+    n_lobes: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class MultiSimulateConfig(Frozen):
+    """Simulate every reflection of the set from one crystal and one displacement vector field."""
+
+    crystal: CrystalConfig = CrystalConfig()
+    displacement: VectorDisplacementConfig = VectorDisplacementConfig()
+    model: Literal["kinematical", "dynamical"] = "kinematical"
+    peak_counts: float = Field(1e5, gt=0, description="counts in the brightest voxel of each scan")
+    noise: bool = True
+    noise_seed: int = 0
+
+
+class ReflectionEntry(Frozen):
+    """One reflection: the sweep dataset holding its scan and the crystal's azimuth about h.
+
+    geometry: the scan to simulate (with MultiReflectionConfig.simulate; the dataset is then
+    `from_store: true` in the sweep); otherwise the dataset's own geometry is used.
+    """
+
+    dataset: str
+    azimuth_deg: float = Field(
+        0.0,
+        description="turn of the crystal about h_j (right-handed, degrees) from the convention "
+        "'the projection of the sample [001] (or [100] for h along [001]) normal to h_j lies in "
+        "the scattering plane, along the lab x'",
+    )
+    geometry: GeometryConfig | None = None
+
+
+class SampleGridConfig(Frozen):
+    """The common orthogonal sample-frame grid (the crystal's cubic axes), isotropic voxels."""
+
+    shape: tuple[int, int, int]
+    voxel_nm: float = Field(gt=0)
+
+    @field_validator("shape")
+    @classmethod
+    def _sizes(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(n < 4 for n in value):
+            raise ValueError("give three sizes, each >= 4")
+        return value
+
+
+class JointADConfig(Frozen):
+    """Joint AD of one shape and one u through every reflection's forward model."""
+
+    model: Literal["kinematical", "dynamical"] = "kinematical"
+    loss: Literal["poisson", "amplitude"] = "poisson"
+    steps: int = Field(600, ge=0)
+    log_every: int = Field(50, ge=1)
+    smooth_weight: float = Field(
+        30.0, ge=0, description="weight of the squared Laplacian of |h| u (rad^2 per voxel)"
+    )
+    lr_shape: float = Field(5e-2, gt=0)
+    lr_displacement: float = Field(4e-4, gt=0, description="Adam learning rate of u (nm)")
+    fit_rocking_offset: bool = Field(
+        False,
+        description="dynamical model: fit each reflection's absolute rocking offset (it trades "
+        "against the homogeneous strain along that h); false: held at the refraction shift",
+    )
+
+
+class MultiReflectionConfig(Frozen):
+    """A multi-reflection set: its reflections, the sample grid, the joint AD, the tensor."""
+
+    reflections: list[ReflectionEntry] = Field(min_length=1)
+    grid: SampleGridConfig
+    joint: JointADConfig = JointADConfig()
+    tensor: bool = Field(True, description="require >= 3 non-coplanar reflections (a tensor)")
+    simulate: MultiSimulateConfig | None = None
+    seed: int = Field(0, ge=0, description="seed of the reconstructions this stage runs itself")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MultiReflectionConfig:
+        names = [r.dataset for r in self.reflections]
+        if len(set(names)) != len(names):
+            raise ValueError("each reflection must name its own dataset")
+        if self.simulate is not None:
+            missing = [r.dataset for r in self.reflections if r.geometry is None]
+            if missing:
+                raise ValueError(f"simulate needs a geometry for every reflection: {missing}")
+        return self
+
+
 class SweepSpec(Frozen):
     """A whole sweep: datasets, base parameters, axes, store, cluster profile and merge rule."""
 
@@ -310,6 +406,10 @@ class SweepSpec(Frozen):
         1000, ge=0, description="iterations between saved task states (0: never); not in task ids"
     )
     generations: Generations | None = None
+    multi: dict[str, MultiReflectionConfig] = Field(
+        default_factory=dict,
+        description="multi-reflection sets by name, run after the merge; not in task ids",
+    )
 
     @field_validator("datasets")
     @classmethod
@@ -337,6 +437,38 @@ class SweepSpec(Frozen):
         ):
             if name not in self.datasets:
                 raise ValueError(f"sweep.dataset: {name!r} is not among datasets")
+        return self
+
+    @model_validator(mode="after")
+    def _multi_datasets(self) -> SweepSpec:
+        # a DyncdiError (not a ValueError) passes through pydantic unchanged: its field is the
+        # reflection's own, e.g. multi.au4.reflections[0].dataset
+        simulated_by: dict[str, str] = {}
+        for name, cfg in self.multi.items():
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise DyncdiError(
+                    f"multi.{name}", "a set name may hold only letters, digits, - and _"
+                )
+            for j, entry in enumerate(cfg.reflections):
+                field = f"multi.{name}.reflections[{j}].dataset"
+                dataset = self.datasets.get(entry.dataset)
+                if dataset is None:
+                    raise DyncdiError(field, f"no dataset {entry.dataset!r} in the sweep", "add it")
+                if cfg.simulate is None:
+                    continue
+                if not isinstance(dataset, StoredDataset):
+                    raise DyncdiError(
+                        field,
+                        f"dataset {entry.dataset!r} is simulated by multi.{name}",
+                        "declare it `from_store: true` in datasets",
+                    )
+                other = simulated_by.setdefault(entry.dataset, name)
+                if other != name:
+                    raise DyncdiError(
+                        field,
+                        f"dataset {entry.dataset!r} is simulated by multi.{other} too",
+                        "let one set simulate it, or name another dataset",
+                    )
         return self
 
 

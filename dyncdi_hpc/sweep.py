@@ -23,6 +23,7 @@ from .config import (
 from .data.dataset import GRID_DIMS, array_input, simulated_input
 from .errors import DyncdiError
 from .merge.breed import breed, member_scores, rank
+from .multi_config import build_reflections, simulated_fingerprints, simulated_multi_inputs
 from .store.zarr_store import Store
 from .task import TaskSpec
 
@@ -59,8 +60,27 @@ def expand(spec: SweepSpec, fingerprints: dict[str, str]) -> list[TaskSpec]:
     return list(tasks.values())
 
 
+def multi_fingerprints(spec: SweepSpec) -> dict[str, str]:
+    """Dataset name -> fingerprint of every dataset a multi set simulates (nothing simulated)."""
+    out: dict[str, str] = {}
+    for cfg in spec.multi.values():
+        if cfg.simulate is not None:
+            out.update(simulated_fingerprints(cfg))
+    return out
+
+
+def stored_fingerprint(store: Store | None, name: str) -> str | None:
+    """Fingerprint of the store's input `name`, or None when there is none."""
+    if store is None or name not in store.input_names():
+        return None
+    return store.input_attrs(name).get("fingerprint")
+
+
 def source_fingerprint(spec: SweepSpec, name: str, store: Store | None) -> str:
     """The fingerprint a dataset will have in the store, without writing anything."""
+    simulated_by_multi = multi_fingerprints(spec)
+    if name in simulated_by_multi:
+        return simulated_by_multi[name]
     dataset = spec.datasets[name]
     field = f"datasets.{name}"
     if isinstance(dataset, SimulatedDataset):
@@ -84,16 +104,67 @@ def build_inputs(spec: SweepSpec, store: Store | None) -> dict[str, xr.Dataset |
 
     Datasets already in the store (from_store) are given by their fingerprint instead.
     """
+    multi = build_multi_inputs(spec, store)
     built: dict[str, xr.Dataset | str] = {}
     for name, dataset in spec.datasets.items():
         field = f"datasets.{name}"
-        if isinstance(dataset, StoredDataset):
+        if name in multi:
+            built[name] = multi[name]
+        elif isinstance(dataset, StoredDataset):
             built[name] = source_fingerprint(spec, name, store)
         elif isinstance(dataset, SimulatedDataset):
             built[name] = simulated_input(dataset.simulate, field)
         else:
             built[name] = array_input(dataset, field)
     return built
+
+
+def build_multi_inputs(spec: SweepSpec, store: Store | None) -> dict[str, xr.Dataset | str]:
+    """Simulate in memory each multi set the store lacks or holds in another version; the
+    datasets of the others are given by their fingerprint."""
+    built: dict[str, xr.Dataset | str] = {}
+    for name, cfg in spec.multi.items():
+        if cfg.simulate is None:
+            continue
+        fingerprints = simulated_fingerprints(cfg)
+        if all(stored_fingerprint(store, d) == fp for d, fp in fingerprints.items()):
+            built.update(fingerprints)
+        else:  # one crystal for every reflection: the set is simulated as a whole
+            built.update(simulated_multi_inputs(cfg, f"multi.{name}"))
+    return built
+
+
+def _dataset_geometry(spec: SweepSpec, name: str, store: Store | None):
+    """The physics Geometry of a sweep dataset, without simulating or loading it."""
+    from .physics.geometry import Geometry
+
+    dataset = spec.datasets[name]
+    field = f"datasets.{name}"
+    if isinstance(dataset, SimulatedDataset):
+        return dataset.simulate.geometry.build(f"{field}.simulate.geometry")
+    if isinstance(dataset, ArrayDataset):
+        return dataset.geometry.build(f"{field}.geometry")
+    source_fingerprint(spec, name, store)  # a clear error when the store lacks it
+    assert store is not None
+    return Geometry.from_attrs(store.input_attrs(name)["geometry"])
+
+
+def check_multi_sets(spec: SweepSpec, store: Store | None) -> None:
+    """Build every multi set's reflections before anything runs: one material and energy,
+    allowed reflections, >= 3 non-coplanar ones for a tensor (DyncdiError naming the field)."""
+    given = {
+        e.dataset: e.geometry.build(f"multi.{name}.reflections[{j}].geometry")
+        for name, cfg in spec.multi.items()
+        for j, e in enumerate(cfg.reflections)
+        if e.geometry is not None
+    }
+    for name, cfg in spec.multi.items():
+        geometries = {
+            e.dataset: given.get(e.dataset) or _dataset_geometry(spec, e.dataset, store)
+            for e in cfg.reflections
+            if e.geometry is None
+        }
+        build_reflections(cfg, geometries, f"multi.{name}")
 
 
 def write_inputs(store: Store, built: dict[str, xr.Dataset | str]) -> dict[str, str]:
@@ -103,8 +174,7 @@ def write_inputs(store: Store, built: dict[str, xr.Dataset | str]) -> dict[str, 
         if isinstance(ds, str):
             fingerprints[name] = ds
             continue
-        have = store.input_attrs(name).get("fingerprint") if name in store.input_names() else None
-        if ds.attrs["fingerprint"] != have:
+        if ds.attrs["fingerprint"] != stored_fingerprint(store, name):
             store.write_input(name, ds)
         fingerprints[name] = ds.attrs["fingerprint"]
     return fingerprints

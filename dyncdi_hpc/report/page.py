@@ -2,7 +2,8 @@
 
 For each merged group: measured vs modelled intensity, amplitude / phase / displacement /
 strain in the sample frame, their uncertainty maps, a support-probability isosurface, the
-comparison with the ground truth when there is one; then the loss curves of every task
+comparison with the ground truth when there is one; for each multi-reflection set its errors
+against the truth and central slices of u; then the loss curves of every task
 (merged, outlier or not selected), the sweep's parameters and outcomes, and provenance.
 """
 
@@ -234,6 +235,67 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
     return "".join(parts), _member_states(attrs)
 
 
+def _multi_rows(attrs: dict) -> list[dict]:
+    """One row per route: u RMS error per component and strain RMS error against the truth."""
+    v = attrs.get("vs_truth") or {}
+    return [
+        {
+            "route": route,
+            **{
+                f"u_{c} RMS / range": e
+                for c, e in zip("xyz", v[route]["u_rms_over_range"], strict=True)
+            },
+            "strain RMS / range": v[route].get("strain_rms_over_range", "-"),
+        }
+        for route in ("joint", "independent")
+        if route in v
+    ]
+
+
+def _multi_section(store: Store, name: str, out: Path) -> str:
+    """A multi-reflection set: its reflections, errors against the truth, u's central slices."""
+    attrs = store.multi_attrs(name)
+    ds = store.read_multi(name)
+    reflections = [
+        {"dataset": d, "hkl": hkl, "azimuth_deg": a, "from merged group": k}
+        for d, hkl, a, k in zip(
+            attrs["datasets"],
+            attrs["reflections"],
+            attrs["azimuth_deg"],
+            [attrs["merged_groups"].get(d, "reconstructed here") for d in attrs["datasets"]],
+            strict=True,
+        )
+    ]
+    parts = [f"<h2>multi/{html.escape(name)}</h2>", _table(reflections)]
+    parts.append(
+        f"<p>Joint AD: {attrs['config']['joint']['steps']} steps "
+        f"({html.escape(attrs['config']['joint']['model'])}), final loss "
+        f"{_fmt(attrs['metrics']['loss'])}.</p>"
+    )
+    if attrs.get("vs_truth"):
+        v = attrs["vs_truth"]
+        parts.append(
+            f"<p>Against the simulated truth ({v['voxels']} voxels: {html.escape(v['region'])}; "
+            "RMS error over the truth's largest component range, after undoing the "
+            "crystal's translation and a constant u):</p>" + _table(_multi_rows(attrs))
+        )
+    support = ds["support"].values
+    axes_nm = [ds[d].values for d in ("x", "y", "z")]
+    u = np.where(support, ds["displacement"].values, np.nan)
+    lim = float(np.nanmax(np.abs(u))) if np.isfinite(u).any() else 1.0
+    fields = [(f"u_{c} (joint)", u[k], "coolwarm", "nm", -lim, lim) for k, c in enumerate("xyz")]
+    png = sample_slices_figure(
+        out / f"multi-{name}-u.png",
+        fields,
+        axes_nm,
+        _centre(support),
+        f"multi/{name}: joint displacement vector field (sample frame: cubic axes)",
+        _limits(support, axes_nm),
+    )
+    parts.append(_figure(png, "Central slices of each component of the joint u"))
+    return "".join(parts)
+
+
 def _task_rows(store: Store, states: dict[str, str]) -> list[dict]:
     rows = []
     for tid in store.result_ids():
@@ -270,6 +332,7 @@ def write_report(store: Store, out: Path) -> Path:
         section, member_states = _merged_section(store, key, out)
         sections.append(section)
         states.update(member_states)
+    sections += [_multi_section(store, name, out) for name in store.multi_names()]
     histories = []
     for tid in store.result_ids():
         a = store.result_attrs(tid)

@@ -15,6 +15,7 @@ from ..store.zarr_store import Store
 from ..sweep import (
     Plan,
     build_inputs,
+    check_multi_sets,
     expand,
     next_generation,
     plan,
@@ -35,6 +36,8 @@ class SweepOutcome:
     counts: Counter = field(default_factory=Counter)
     summaries: list[dict] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
+    multi: list[str] = field(default_factory=list)
+    multi_skipped: list[str] = field(default_factory=list)
     report: Path | None = None
 
 
@@ -100,8 +103,10 @@ def _close(client) -> None:
 def plan_sweep(
     spec: SweepSpec, store_path: Path, retry_failed: bool = False, write: bool = True
 ) -> tuple[Store | None, Plan]:
-    """Validate inputs (writing them when write=True) and split the tasks by what is done."""
+    """Validate inputs and multi sets (writing the inputs when write=True; a multi set's
+    simulated datasets too) and split the tasks by what is done."""
     existing = Store.open(store_path) if (Path(store_path) / "zarr.json").is_file() else None
+    check_multi_sets(spec, existing)
     if write:
         Store.check_writable(store_path)
         built = build_inputs(spec, existing)
@@ -125,8 +130,10 @@ def run_sweep(
     console: Console | None = None,
 ) -> SweepOutcome:
     """The whole job: inputs -> tasks -> cluster -> store [-> next generation ...] -> merge
-    -> report. A rerun skips every task already in the store, generation by generation."""
+    [-> multi-reflection sets] -> report. A rerun skips every task already in the store,
+    generation by generation, and every multi set whose inputs and merged members are the same."""
     from ..merge.combine import merge_store
+    from ..multi_stage import run_multi_stage
     from ..report.page import write_report
 
     console = console or Console(stderr=True)
@@ -177,6 +184,7 @@ def run_sweep(
         if cluster_client is not None:
             _close(cluster_client)
     outcome.merged = merge_store(store, spec.merge)
+    outcome.multi, outcome.multi_skipped = run_multi_stage(store, spec, console)
     outcome.report = write_report(store, report_dir or default_report_dir(store.path))
     return outcome
 

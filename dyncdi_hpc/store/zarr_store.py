@@ -6,6 +6,7 @@ Layout::
       inputs/<dataset>     measured or simulated intensities (+ truth), geometry in attrs
       results/<task_id>    one reconstruction, status and metrics in attrs
       merged/<key>         merged ensemble of the best results of one dataset and model
+      multi/<name>         one multi-reflection set: u (and strain tensor) on the sample grid
       checkpoints/<task_id>  latest resumable state of an unfinished task (removed when done)
       starts/<start_id>    start objects bred from earlier generations' results
       _staging/            groups being written; never read
@@ -33,7 +34,19 @@ from ..errors import DyncdiError
 from ..provenance import now_iso
 
 LAYOUT = "dyncdi-hpc/1"
-SECTIONS = ("inputs", "results", "merged", "checkpoints", "starts", "_staging")
+SECTIONS = ("inputs", "results", "merged", "multi", "checkpoints", "starts", "_staging")
+
+
+def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Labels (e.g. component x, y, z) as variable-length strings: Zarr v3 specifies those, not
+    numpy's fixed-length UTF-32, which zarr writes only with an UnstableSpecificationWarning."""
+    fixed = {
+        k: (v.dims, v.values.astype(object), v.attrs)
+        for k, v in ds.variables.items()
+        if v.dtype.kind == "U"
+    }
+    coords = {k: v for k, v in fixed.items() if k in ds.coords}
+    return ds.assign_coords(coords).assign({k: v for k, v in fixed.items() if k not in coords})
 
 
 class Store:
@@ -123,6 +136,7 @@ class Store:
 
     def _write_atomic(self, section: str, name: str, ds: xr.Dataset, replace: bool) -> bool:
         staging = self.path / "_staging" / f"{name}-{uuid.uuid4().hex[:12]}"
+        ds = _variable_length_strings(ds)
         ds.to_zarr(staging, mode="w", zarr_format=3, consolidated=False)
         target = self._group_dir(section, name)
         if replace:
@@ -246,3 +260,20 @@ class Store:
     def merged_attrs(self, key: str) -> dict:
         """Attributes of one merged group."""
         return self._attrs("merged", key)
+
+    # multi-reflection sets ---------------------------------------------------------------
+    def multi_names(self) -> list[str]:
+        """Names of the multi-reflection sets under multi/."""
+        return self._names("multi")
+
+    def write_multi(self, name: str, ds: xr.Dataset) -> None:
+        """Write (or replace) one multi-reflection set's result."""
+        self._write_atomic("multi", name, ds, replace=True)
+
+    def read_multi(self, name: str) -> xr.Dataset:
+        """Load one multi-reflection set's result."""
+        return self._read("multi", name)
+
+    def multi_attrs(self, name: str) -> dict:
+        """Attributes of one multi-reflection group (config, fingerprint, metrics, vs_truth)."""
+        return self._attrs("multi", name)

@@ -83,3 +83,15 @@ def test_discarding_a_result_lets_it_be_written_again(tmp_path):
     store.discard_result("t")
     assert store.result_ids() == []
     assert store.write_result("t", _ds(2.0))
+
+
+def test_a_multi_group_keeps_its_labels_and_is_replaced_atomically(tmp_path):
+    store = Store.create(tmp_path / "s.zarr")
+    ds = _ds(1.0).assign_coords(x0=["x", "y", "z", "w"])  # numpy fixed-length unicode labels
+    store.write_multi("set", ds)
+    store.write_multi("set", _ds(2.0).assign_coords(x0=["x", "y", "z", "w"]))
+    assert store.multi_names() == ["set"]
+    assert store.multi_attrs("set")["value"] == 2.0
+    back = store.read_multi("set")
+    assert list(back["x0"].values) == ["x", "y", "z", "w"]
+    np.testing.assert_array_equal(back["a"].values, 2.0)
