@@ -46,6 +46,7 @@ def run_workflow(workflow: str, quick: bool) -> tuple[SweepSpec, Store, str]:
     spec = load_sweep(ROOT / "workflows" / f"{workflow}.yaml")
     if quick:
         spec = quick_spec(spec)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
     store_path = WORK_DIR / f"{spec.name}.zarr"
     run_sweep(spec, store_path=store_path, cluster=spec.cluster)
     name = workflow.replace("-", "_")

@@ -214,6 +214,13 @@ class ReconParams(Frozen):
         description="AD stages before the final one, e.g. [{model: kinematical, ad_steps: 300}] "
         "then model: dynamical: kinematical ER/HIO -> kinematical AD -> dynamical AD",
     )
+    dynamical_start: Literal["flat", "flat_phase", "previous"] = Field(
+        "flat",
+        description="start of the first dynamical AD stage: flat: a uniform crystal filling "
+        "the previous result's support (S > 0.5) with a flat phase; flat_phase: the previous "
+        "shape with a flat phase; previous: the previous shape and phase. The kinematical phase "
+        "of dynamical data is a wrong basin for thick crystals (README: reconstruction quality)",
+    )
     saturation: float | None = Field(
         None,
         gt=0,
@@ -242,7 +249,7 @@ class ReconParams(Frozen):
 
 # Fields added after stores were written, hashed into task ids only when not at these values,
 # so that a rerun of an older sweep finds its results under the same ids.
-NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None}
+NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None, "dynamical_start": "flat"}
 
 
 class MergeRule(Frozen):

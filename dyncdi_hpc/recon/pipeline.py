@@ -363,6 +363,7 @@ def reconstruct(
             continue
         initial = stage_start(fitted if k > 0 else None, first, stage_params, geometry)
         if stage.model != "kinematical" and (k == 0 or previous.model != stage.model):
+            initial = restarted(initial, params.dynamical_start, problem.support)
             candidates = [initial, twin_of(initial, centre2)]
             candidates = [rescaled(c, problem, cfg) for c in candidates]
             losses = [float(objective(c, problem, hyper, cfg)[0]) for c in candidates]
@@ -472,6 +473,24 @@ def twin_of(params: ADParams, centre2: tuple[int, int, int]) -> ADParams:
         logits=mirror(params.crystal.logits, centre2), phase=-mirror(params.crystal.phase, centre2)
     )
     return params._replace(crystal=crystal)
+
+
+FLAT_LOGIT = float(np.log(0.98 / 0.02))  # S = 0.98 inside, 0.02 outside, as ad_start clips
+
+
+def restarted(start: ADParams, how: str, loose_support: jax.Array) -> ADParams:
+    """start as ReconParams.dynamical_start asks: "previous" unchanged, "flat_phase" with a
+    zero phase, "flat" also with S = 0.98 where start's shape exceeds 0.5 inside
+    loose_support (bool, FFT order) and 0.02 elsewhere."""
+    if how == "previous":
+        return start
+    crystal = start.crystal
+    logits = crystal.logits
+    if how == "flat":
+        inside = loose_support & (logits > 0)
+        logits = jnp.where(inside, FLAT_LOGIT, -FLAT_LOGIT).astype(logits.dtype)
+    flat = CrystalParams(logits=logits, phase=jnp.zeros_like(crystal.phase))
+    return start._replace(crystal=flat)
 
 
 def stage_parameters(params: ReconParams, stage: ADStage) -> ReconParams:

@@ -10,14 +10,17 @@ import pytest
 from dyncdi_hpc.config import ADStage, CrystalConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
 from dyncdi_hpc.physics.dynamical3d import support_box
+from dyncdi_hpc.physics.kinematic import CrystalParams
 from dyncdi_hpc.physics.kinematic import forward as kinematical
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective
 from dyncdi_hpc.recon.pipeline import (
+    FLAT_LOGIT,
     Checkpointing,
     mirror,
     mirror_centre,
     reconstruct,
     rescaled,
+    restarted,
     step_config,
     twin_of,
     with_nuisances,
@@ -152,3 +155,21 @@ def test_twin_has_the_kinematical_intensity_and_the_dynamical_loss_picks_the_obj
         p = rescaled(with_nuisances(p, params, geometry), problem, cfg)
         loss[name] = float(objective(p, problem, hyper, cfg)[0])
     assert loss["twin"] > 10 * loss["truth"], loss
+
+
+def test_restarted_flattens_the_phase_and_optionally_the_shape() -> None:
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(0, 2, (6, 6, 6)), jnp.float32)
+    phase = jnp.asarray(rng.normal(0, 1, (6, 6, 6)), jnp.float32)
+    start = ADParams(CrystalParams(logits, phase), jnp.asarray(0.3, jnp.float32))
+    loose = jnp.zeros((6, 6, 6), bool).at[1:5, 1:5, 1:5].set(True)
+    assert restarted(start, "previous", loose) is start
+    flat_phase = restarted(start, "flat_phase", loose)
+    assert np.array_equal(flat_phase.crystal.logits, logits)
+    assert not np.any(flat_phase.crystal.phase) and flat_phase.log_scale == start.log_scale
+    flat = restarted(start, "flat", loose)
+    inside = np.asarray(loose & (logits > 0))
+    assert 0 < inside.sum() < np.asarray(loose).sum()  # the check can fail both ways
+    expected = np.where(inside, FLAT_LOGIT, -FLAT_LOGIT)
+    np.testing.assert_allclose(flat.crystal.logits, expected, rtol=1e-6)
+    assert not np.any(flat.crystal.phase)
