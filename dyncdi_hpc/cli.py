@@ -133,7 +133,13 @@ def _multi_summary(outcome, name: str) -> str:
     """' (vs truth: ...)' for a simulated multi set, ' (unchanged)' when it was skipped."""
     from .store.zarr_store import Store
 
-    v = Store.open(outcome.store).multi_attrs(name).get("vs_truth") or {}
+    extra = _multi_vs_truth(Store.open(outcome.store).multi_attrs(name))
+    return extra + (" (unchanged, skipped)" if name in outcome.multi_skipped else "")
+
+
+def _multi_vs_truth(attrs: dict) -> str:
+    """' (vs truth, RMS / largest range: joint u ..., independent u ...)' or ''."""
+    v = attrs.get("vs_truth") or {}
     parts = [
         f"{route} u {v[route]['u_rms_over_range_max']:.4f}"
         + (
@@ -144,8 +150,7 @@ def _multi_summary(outcome, name: str) -> str:
         for route in ("joint", "independent")
         if route in v
     ]
-    extra = f" (vs truth, RMS / largest range: {'; '.join(parts)})" if parts else ""
-    return extra + (" (unchanged, skipped)" if name in outcome.multi_skipped else "")
+    return f" (vs truth, RMS / largest range: {'; '.join(parts)})" if parts else ""
 
 
 @main.command()
@@ -193,6 +198,13 @@ def status(store_path) -> None:
         table.add_row(*[str(v) for v in r])
     out.print(table)
     out.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    for key in store.merged_keys():
+        a = store.merged_attrs(key)
+        v = a.get("vs_truth") or {}
+        extra = f", phase RMS vs truth {v['phase_rms_rad']:.3f} rad" if v else ""
+        out.print(f"merged/{key}: {len(a['members'])} of {a['candidates']} results{extra}")
+    for name in store.multi_names():
+        out.print(f"multi/{name}{_multi_vs_truth(store.multi_attrs(name))}")
 
 
 @main.command()

@@ -175,3 +175,8 @@ def test_a_multi_sweep_writes_u_on_the_sample_grid_and_a_rerun_skips_it(tmp_path
     again = run_sweep(spec, store_path=store_path, cluster="local", overrides=CLUSTER)
     assert again.skipped == 3 and again.multi_skipped == ["xtal"]
     assert store.multi_attrs("xtal")["provenance"]["written_at"] == written
+
+    listing = CliRunner().invoke(main, ["status", str(store_path)])
+    assert listing.exit_code == 0, listing.output
+    assert "multi/xtal (vs truth, RMS / largest range: joint u" in listing.output
+    assert listing.output.count("merged/") == 3
