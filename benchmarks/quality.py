@@ -4,7 +4,8 @@
 the dynamical model, several random starts per model) and `sizes` runs workflows/sizes.yaml
 (the same strain field in crystals from 0.1 to 1.5 um). Each runs its sweep through the
 ordinary path (dyncdi_hpc.schedule.run.run_sweep on the LocalCluster) into a store under
-benchmarks/work/, resumable: a rerun only summarises what the store holds. Errors are against
+benchmarks/work/ (one per version of the spec), resumable: a rerun only summarises what the
+store holds. Errors are against
 the simulated truth after ambiguity removal (translation, phase offset and ramp, twin):
 the merged object's (the best half of the starts, aligned and averaged) and each start's.
 --quick runs one start per model with a quarter of the AD steps (numbers then mean little).
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep
+from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep, stable_hash
 from dyncdi_hpc.data.dataset import from_xarray
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.merge.combine import result_object
@@ -47,7 +48,9 @@ def run_workflow(workflow: str, quick: bool) -> tuple[SweepSpec, Store, str]:
     if quick:
         spec = quick_spec(spec)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    store_path = WORK_DIR / f"{spec.name}.zarr"
+    # one store per version of the spec: an edited workflow never mixes with older results
+    version = stable_hash(spec.model_dump(mode="json", exclude={"store", "cluster"}), 8)
+    store_path = WORK_DIR / f"{spec.name}-{version}.zarr"
     run_sweep(spec, store_path=store_path, cluster=spec.cluster)
     name = workflow.replace("-", "_")
     command = f"python -m benchmarks run --only {name}{' --quick' if quick else ''}"
@@ -102,6 +105,7 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
         out[f"{model}_strain_rms"] = vs_truth.get("strain_rms")
         out[f"{model}_support_dice"] = vs_truth.get("support_dice")
         out[f"{model}_start_phase_rms_rad"] = per_start
+        out[f"{model}_starts_done"] = len(per_start)
         out[f"{model}_start_phase_rms_median_rad"] = (
             float(np.median(per_start)) if per_start else None
         )

@@ -249,7 +249,11 @@ class ReconParams(Frozen):
 
 # Fields added after stores were written, hashed into task ids only when not at these values,
 # so that a rerun of an older sweep finds its results under the same ids.
-NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None, "dynamical_start": "flat"}
+NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None}
+
+# Fields that change nothing unless an AD stage runs the dynamical model: left out of the ids
+# of tasks that do not, so that kinematical ids stay put when such a field is added or set.
+DYNAMICAL_ONLY_PARAMS = ("dynamical_start",)
 
 
 class MergeRule(Frozen):

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict
 
-from .config import NEUTRAL_PARAMS, ReconParams, stable_hash
+from .config import DYNAMICAL_ONLY_PARAMS, NEUTRAL_PARAMS, ReconParams, stable_hash
 from .data.dataset import GRID_DIMS, Measurement, from_xarray
 from .errors import TaskFailed
 from .provenance import now_iso, provenance
@@ -41,6 +41,9 @@ class TaskSpec(BaseModel):
         for name, neutral in NEUTRAL_PARAMS.items():
             if dump["params"].get(name) == neutral:
                 del dump["params"][name]
+        if not self.params.uses_dynamical():
+            for name in DYNAMICAL_ONLY_PARAMS:
+                dump["params"].pop(name, None)
         return stable_hash(dump)
 
 

@@ -72,6 +72,20 @@ def test_new_neutral_fields_keep_task_ids_and_fingerprints_of_older_stores():
     )
 
 
+def test_dynamical_only_fields_enter_the_ids_of_dynamical_tasks_only():
+    from dyncdi_hpc.config import ReconParams
+    from dyncdi_hpc.task import TaskSpec
+
+    def task_id(**params) -> str:
+        return TaskSpec(dataset="d", fingerprint="f", params=ReconParams(**params), seed=0).task_id
+
+    assert task_id(dynamical_start="previous") == task_id() == "423956ba11f4d9e4"
+    dynamical = {"model": "dynamical"}
+    assert task_id(**dynamical, dynamical_start="previous") != task_id(**dynamical)
+    staged = {"stages": [{"model": "dynamical", "ad_steps": 5}]}
+    assert task_id(**staged, dynamical_start="flat_phase") != task_id(**staged)
+
+
 def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(

@@ -362,7 +362,8 @@ def reconstruct(
         if k < resume_stage:
             continue
         initial = stage_start(fitted if k > 0 else None, first, stage_params, geometry)
-        if stage.model != "kinematical" and (k == 0 or previous.model != stage.model):
+        first_dynamical = stage.model != "kinematical" and (k == 0 or previous.model != stage.model)
+        if first_dynamical and k != resume_stage:  # a resumed stage's state is the checkpoint's
             initial = restarted(initial, params.dynamical_start, problem.support)
             candidates = [initial, twin_of(initial, centre2)]
             candidates = [rescaled(c, problem, cfg) for c in candidates]
