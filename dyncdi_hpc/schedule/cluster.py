@@ -142,6 +142,16 @@ def load_profile(name: str, overrides: tuple[str, ...] = ()) -> ClusterProfile:
                 "missing",
                 "give the LocalCluster settings (n_workers, threads_per_worker, ...)",
             )
+        if settings["local"].get("lifetime_restart"):
+            # distributed 2026.8: a nanny that restarts a worker at the end of its lifetime
+            # leaves the new worker without tasks and counts the restart as a death, so the
+            # sweep stalls or its tasks fail (measured: 1 task in 15 s after the first restart)
+            raise DyncdiError(
+                f"{path}: dyncdi.cluster.local.lifetime_restart",
+                "a LocalCluster whose workers restart at the end of their lifetime stalls",
+                "leave lifetime and lifetime_restart out of local profiles; on SLURM, "
+                "worker-extra-args --lifetime retires workers and the driver replaces their jobs",
+            )
         return ClusterProfile(name=name, path=path, kind=kind, settings=settings)
 
     unknown = sorted(set(raw) - SLURM_KEYS) + sorted(

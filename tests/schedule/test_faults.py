@@ -97,18 +97,16 @@ def test_driver_killed_mid_sweep_resumes_without_recomputing(tmp_path):
     assert {k: after[k] for k in before} == before  # completed tasks were not recomputed
 
 
-def test_worker_turnover_far_below_the_sweep_duration(tmp_path):
-    """Workers retire every ~10 s while the sweep runs longer: still every task exactly once."""
+def test_a_local_profile_whose_workers_restart_is_refused_before_anything_runs(tmp_path):
+    """distributed's lifetime restart stalls a LocalCluster: refused up front, not hung.
+
+    Worker turnover itself is tested where it is real, on SLURM (tests/schedule/test_slurm.py:
+    jobs cancelled mid-sweep are replaced and every task is done exactly once)."""
     store = tmp_path / "s.zarr"
-    spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": 12}, base=SLOW_TASKS)
+    spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": 2})
     lifetime = ("local.lifetime=10s", "local.lifetime_stagger=1s", "local.lifetime_restart=true")
     proc = _start_sweep(spec, *[a for kv in lifetime for a in ("--set", kv)])
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
-    s = Store.open(store)
-    assert len(s.result_ids()) == 12
-    assert all(s.result_attrs(t)["status"] == "done" for t in s.result_ids())
-    # two worker processes at a time: results written by more than two processes mean that
-    # workers retired and were replaced during the sweep
-    writers = {s.result_attrs(t)["provenance"]["pid"] for t in s.result_ids()}
-    assert len(writers) > 2, writers
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    assert "lifetime_restart" in output and "stalls" in output
+    assert not store.exists()
