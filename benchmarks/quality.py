@@ -26,6 +26,7 @@ from dyncdi_hpc.merge.combine import result_object
 from dyncdi_hpc.physics.materials import bragg_case
 from dyncdi_hpc.schedule.run import run_sweep
 from dyncdi_hpc.store.zarr_store import Store
+from dyncdi_hpc.sweep import axis_values
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK_DIR = ROOT / "benchmarks" / "work"
@@ -128,20 +129,26 @@ def _row(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def workflow_result(workflow: str, spec: SweepSpec, store: Store, command: str) -> dict[str, Any]:
+    """What both workflow benchmarks record beside their outcomes: source, store, schedule."""
+    return {
+        "description": __doc__.splitlines()[0],
+        "workflow": f"workflows/{workflow}.yaml",
+        "store": str(store.path),
+        "n_starts": len(axis_values(spec)["seed"]),
+        "schedule": spec.base.model_dump(mode="json", include={"recipe", "stages", "ad_steps"}),
+        "command": command,
+    }
+
+
 def run_thick_crystal(quick: bool) -> dict[str, Any]:
     """workflows/thick-crystal.yaml: the errors of both models on one thick crystal."""
     spec, store, command = run_workflow("thick-crystal", quick)
     (dataset,) = spec.datasets
     outcome = dataset_outcome(spec, store, dataset)
-    n_starts = spec.sweep.get("seed", 1)
     return {
-        "description": __doc__.splitlines()[0],
-        "workflow": "workflows/thick-crystal.yaml",
-        "store": str(store.path),
+        **workflow_result("thick-crystal", spec, store, command),
         **outcome,
-        "n_starts": n_starts if isinstance(n_starts, int) else len(n_starts),
-        "schedule": spec.base.model_dump(mode="json", include={"recipe", "stages", "ad_steps"}),
-        "command": command,
         "table": [_row(outcome)],
     }
 
@@ -151,15 +158,9 @@ def run_sizes(quick: bool) -> dict[str, Any]:
     spec, store, command = run_workflow("sizes", quick)
     outcomes = [dataset_outcome(spec, store, name) for name in spec.datasets]
     outcomes.sort(key=lambda o: o["thickness_um"])
-    n_starts = spec.sweep.get("seed", 1)
     return {
-        "description": __doc__.splitlines()[0],
-        "workflow": "workflows/sizes.yaml",
-        "store": str(store.path),
-        "n_starts": n_starts if isinstance(n_starts, int) else len(n_starts),
-        "schedule": spec.base.model_dump(mode="json", include={"recipe", "stages", "ad_steps"}),
+        **workflow_result("sizes", spec, store, command),
         "sizes": outcomes,
-        "command": command,
         "table": [_row(o) for o in outcomes],
     }
 

@@ -53,16 +53,17 @@ def test_schedule_lists_the_stages_then_the_final_model() -> None:
     assert not ReconParams().uses_dynamical()
 
 
+def _staged(thick16, seed: int, **kwargs):
+    """reconstruct() of the 16^3 thick crystal with the STAGED schedule."""
+    data = thick16.data
+    return reconstruct(
+        data.intensity, None, data.geometry, STAGED, key=jax.random.key(seed), **kwargs
+    )
+
+
 def test_staged_run_labels_its_stages_and_ends_with_the_dynamical_model(thick16) -> None:
     seen: list[str] = []
-    rec = reconstruct(
-        thick16.data.intensity,
-        None,
-        thick16.data.geometry,
-        STAGED,
-        key=jax.random.key(0),
-        progress=lambda name, step, value: seen.append(name),
-    )
+    rec = _staged(thick16, 0, progress=lambda name, step, value: seen.append(name))
     assert len(rec.ad_loss) == 50 and np.all(np.isfinite(rec.ad_loss))
     assert rec.metrics["ad_steps"] == 50
     assert "rocking_offset_rad" in rec.metrics  # only the dynamical stage fits it
@@ -72,25 +73,11 @@ def test_staged_run_labels_its_stages_and_ends_with_the_dynamical_model(thick16)
 
 def test_resume_inside_the_second_stage_gives_the_uninterrupted_result(thick16) -> None:
     saved = []
-    full = reconstruct(
-        thick16.data.intensity,
-        None,
-        thick16.data.geometry,
-        STAGED,
-        key=jax.random.key(3),
-        checkpointing=Checkpointing(every=10, save=saved.append),
-    )
+    full = _staged(thick16, 3, checkpointing=Checkpointing(every=10, save=saved.append))
     stages = [c.stage for c in saved]
     assert "ad" in stages and "ad1" in stages, stages
     second = next(c for c in saved if c.stage == "ad1")
-    resumed = reconstruct(
-        thick16.data.intensity,
-        None,
-        thick16.data.geometry,
-        STAGED,
-        key=jax.random.key(3),
-        checkpointing=Checkpointing(resume=second),
-    )
+    resumed = _staged(thick16, 3, checkpointing=Checkpointing(resume=second))
     np.testing.assert_allclose(resumed.ad_loss, full.ad_loss, rtol=1e-4)
     np.testing.assert_allclose(np.abs(resumed.obj), np.abs(full.obj), atol=1e-4)
     assert resumed.metrics["rocking_offset_rad"] == pytest.approx(
