@@ -51,15 +51,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dyncdi_hpc.config import (
+    ALGORITHMS,
     DisplacementConfig,
     GeometryConfig,
     ReconParams,
     SimulateConfig,
+    parse_recipe,
 )
 from dyncdi_hpc.data.simulate import simulate
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.provenance import package_version
-from dyncdi_hpc.recon.pipeline import centre_roll, to_fft_order
+from dyncdi_hpc.recon.pipeline import centre_roll
 from dyncdi_hpc.recon.projections import (
     PRState,
     ShrinkWrapParams,
@@ -67,7 +69,7 @@ from dyncdi_hpc.recon.projections import (
     random_start,
     run_block,
 )
-from dyncdi_hpc.recon.recipe import ALGORITHMS, parse_recipe
+from dyncdi_hpc.recon.stages import to_fft_order
 
 from .kernels import CRYSTAL, GEOMETRY
 

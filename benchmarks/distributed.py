@@ -17,11 +17,11 @@ import numpy as np
 import xarray as xr
 from distributed import Client, LocalCluster, as_completed
 
-from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig
-from dyncdi_hpc.data.dataset import simulated_input
+from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig, TaskSpec
+from dyncdi_hpc.inputs import simulated_input
 from dyncdi_hpc.store.zarr_store import Store
 from dyncdi_hpc.sweep import plan
-from dyncdi_hpc.task import TaskSpec, run_task
+from dyncdi_hpc.task import run_task
 
 CLUSTER = {
     "threads_per_worker": 1,

@@ -35,8 +35,8 @@ from matplotlib.figure import Figure
 
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, SimulateConfig
 from dyncdi_hpc.data.simulate import simulate
-from dyncdi_hpc.physics import dynamical3d, kinematic
-from dyncdi_hpc.physics.kinematic import CrystalParams
+from dyncdi_hpc.physics import dynamical, kinematical
+from dyncdi_hpc.physics.objects import CrystalParams
 
 from .harness import time_interleaved
 
@@ -49,17 +49,17 @@ LARGE_SIZES = (256,)  # on a GPU: run for real, each variant in a fresh process 
 LARGE_VARIANTS = {"box": 2, "full": 1}  # variant -> timed repeats (after one warm-up call)
 LARGE_TIMEOUT_S = 180.0  # per variant; a variant that runs longer is recorded as timed out
 LARGE_MEM_FRACTION = "0.95"  # of the GPU's memory the large runs' allocator may use
-OPTIONS = dynamical3d.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
+OPTIONS = dynamical.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
 SUPPORT_THRESHOLD = 0.01  # the static box: voxels with S above this, grown by one voxel
 
 
-def boxed_options(params: CrystalParams) -> dynamical3d.DynamicalOptions:
-    """OPTIONS with the crystal's static bounding box (dynamical3d.support_box)."""
+def boxed_options(params: CrystalParams) -> dynamical.DynamicalOptions:
+    """OPTIONS with the crystal's static bounding box (dynamical.support_box)."""
     mask = np.asarray(jax.nn.sigmoid(params.logits)) > SUPPORT_THRESHOLD
-    return dataclasses.replace(OPTIONS, box=dynamical3d.support_box(mask, margin=1))
+    return dataclasses.replace(OPTIONS, box=dynamical.support_box(mask, margin=1))
 
 
-def recon_options(params: CrystalParams) -> dynamical3d.DynamicalOptions:
+def recon_options(params: CrystalParams) -> dynamical.DynamicalOptions:
     """The options a reconstruction uses (recon/pipeline.py): the box, no angle chunks."""
     return dataclasses.replace(boxed_options(params), angle_chunk=0, checkpoint_block=0)
 
@@ -114,15 +114,15 @@ def measure(
         params, geometry = problem(n)
 
         def kin(p, g=geometry):
-            return kinematic.forward(p, g)
+            return kinematical.forward(p, g)
 
         def dyn(p, g=geometry):
-            return dynamical3d.forward(p, g, OPTIONS)
+            return dynamical.forward(p, g, OPTIONS)
 
         box_opts = boxed_options(params)
 
         def dyn_box(p, g=geometry, o=box_opts):
-            return dynamical3d.forward(p, g, o)
+            return dynamical.forward(p, g, o)
 
         def scalar(model):
             return lambda p: jnp.sum(jnp.sqrt(model(p) + 1e-6))
@@ -133,7 +133,7 @@ def measure(
         recon_opts = recon_options(params)
 
         def dyn_recon(p, g=geometry, o=recon_opts):
-            return dynamical3d.forward(p, g, o)
+            return dynamical.forward(p, g, o)
 
         recon_grad = jax.jit(jax.grad(scalar(dyn_recon)))
         calls = {
@@ -166,8 +166,8 @@ def measure(
                 "n": n,
                 "rocking_angles": n,
                 "box": box_opts.box,
-                "march_points_full": dynamical3d.march_plan(geometry, OPTIONS).points,
-                "march_points_box": dynamical3d.march_plan(geometry, box_opts).points,
+                "march_points_full": dynamical.march_plan(geometry, OPTIONS).points,
+                "march_points_box": dynamical.march_plan(geometry, box_opts).points,
                 "timings": times,
                 "memory_bytes": memory,
                 "ratio_fwd": med["dynamical_fwd"] / med["kinematical_fwd"],
@@ -195,17 +195,17 @@ def measure(
         params, geometry = problem(n)
 
         def full(p, g=geometry):
-            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, OPTIONS) + 1e-6))
+            return jnp.sum(jnp.sqrt(dynamical.forward(p, g, OPTIONS) + 1e-6))
 
         box_opts = boxed_options(params)
 
         def boxed(p, g=geometry, o=box_opts):
-            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, o) + 1e-6))
+            return jnp.sum(jnp.sqrt(dynamical.forward(p, g, o) + 1e-6))
 
         recon_opts = recon_options(params)
 
         def recon(p, g=geometry, o=recon_opts):
-            return jnp.sum(jnp.sqrt(dynamical3d.forward(p, g, o) + 1e-6))
+            return jnp.sum(jnp.sqrt(dynamical.forward(p, g, o) + 1e-6))
 
         # the box fits in memory and time here: timed, unlike the full grid
         timed = time_interleaved(
@@ -337,7 +337,7 @@ def measure_large(n: int, variant: str, repeats: int = 2) -> dict[str, Any]:
     setup_s = time.perf_counter() - start
 
     def fwd(p):
-        return dynamical3d.forward(p, geometry, opts)
+        return dynamical.forward(p, geometry, opts)
 
     def loss(p):
         return jnp.sum(jnp.sqrt(fwd(p) + 1e-6))
@@ -353,7 +353,7 @@ def measure_large(n: int, variant: str, repeats: int = 2) -> dict[str, Any]:
         "n": n,
         "variant": variant,
         "box": opts.box,
-        "march_points": dynamical3d.march_plan(geometry, opts).points,
+        "march_points": dynamical.march_plan(geometry, opts).points,
         "setup_s": setup_s,
         "timings": {"dynamical_fwd": t_fwd.to_json(), "dynamical_fwd_grad": t_grad.to_json()},
         "memory_bytes_compiled": {

@@ -26,12 +26,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from dyncdi_hpc.config import (
+    ALGORITHMS,
     CrystalConfig,
     DisplacementConfig,
     GeometryConfig,
     ReconParams,
     ShrinkWrap,
     SimulateConfig,
+    parse_recipe,
 )
 from dyncdi_hpc.data.simulate import simulate
 from dyncdi_hpc.physics.geometry import Geometry
@@ -41,16 +43,16 @@ from dyncdi_hpc.recon.optimise import (
     confined,
     init_state,
 )
-from dyncdi_hpc.recon.pipeline import ad_problem, step_config, to_fft_order
 from dyncdi_hpc.recon.projections import (
     PRState,
     ShrinkWrapParams,
+    masked,
     modulus_projection,
     random_start,
     run_block,
 )
-from dyncdi_hpc.recon.recipe import ALGORITHMS, parse_recipe
 from dyncdi_hpc.recon.regularisers import shape_tv
+from dyncdi_hpc.recon.stages import ad_problem, step_config, to_fft_order
 
 from .harness import Timing, time_interleaved
 
@@ -200,7 +202,7 @@ def build_kernels(inputs: Inputs, inner: int) -> dict[str, Kernel]:
         return Kernel(run_block, (*args, shrinkwrap), n_iter)
 
     cfg = step_config(inputs.geometry, params)
-    psi = inputs.start.psi * inputs.start.support
+    psi = masked(inputs.start.psi, inputs.start.support)
     ad_params, problem, hyper = ad_problem(psi, inputs.start.support, data, measured, params)
     opt_state = init_state(ad_params, cfg)
     loose = problem.support

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep, stable_hash
-from dyncdi_hpc.data.dataset import from_xarray
+from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep
+from dyncdi_hpc.data.measurement import read_measurement
+from dyncdi_hpc.identity import stable_hash
 from dyncdi_hpc.merge.align import align, phase_rms
-from dyncdi_hpc.merge.combine import result_object
 from dyncdi_hpc.physics.materials import bragg_case
 from dyncdi_hpc.schedule.run import run_sweep
+from dyncdi_hpc.store.groups import complex_object
 from dyncdi_hpc.store.zarr_store import Store
 from dyncdi_hpc.sweep import axis_values
 
@@ -60,7 +61,7 @@ def run_workflow(workflow: str, quick: bool) -> tuple[SweepSpec, Store, str]:
 
 def start_errors(store: Store, dataset: str, model: str) -> list[float]:
     """Phase RMS (rad) against the truth of each finished start of (dataset, model), by seed."""
-    measurement = from_xarray(store.read_input(dataset), f"inputs.{dataset}")
+    measurement = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
     truth = measurement.truth
     assert truth is not None, f"dataset {dataset!r} has no simulated truth"
     reference = truth.amplitude * np.exp(1j * truth.phase)
@@ -74,7 +75,7 @@ def start_errors(store: Store, dataset: str, model: str) -> list[float]:
             or spec["params"]["model"] != model
         ):
             continue
-        obj = align(result_object(store.read_result(tid)), reference).obj
+        obj = align(complex_object(store.read_result(tid)), reference).obj
         errors.append((spec["seed"], phase_rms(obj, reference, truth.support)))
     return [e for _, e in sorted(errors)]
 

@@ -75,8 +75,10 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
 def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_dir) -> None:
     """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report."""
     from .config import load_sweep
-    from .schedule.cluster import load_profile
+    from .schedule.profiles import load_profile
     from .schedule.run import plan_sweep, run_sweep
+    from .store.summary import multi_vs_truth_text, truth_phase_rms
+    from .store.zarr_store import Store
     from .sweep import axis_values
 
     spec = load_sweep(spec_path)
@@ -99,7 +101,7 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
                 f"{cfg.joint.steps} steps) after the merge, into {store_path / 'multi' / name}"
             )
         if profile.kind == "slurm":
-            from .schedule.cluster import job_script
+            from .schedule.slurm import job_script
 
             click.echo(f"job script of each worker:\n{job_script(profile)}")
         return
@@ -118,39 +120,16 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
         f"this run: {counts}"
     )
     out.print(f"store:  {outcome.store}")
+    store = Store.open(outcome.store)
     for key in outcome.merged:
-        from .store.zarr_store import Store
-
-        v = Store.open(outcome.store).merged_attrs(key).get("vs_truth") or {}
-        extra = f" (phase RMS vs truth {v['phase_rms_rad']:.3f} rad)" if v else ""
+        rms = truth_phase_rms(store.merged_attrs(key))
+        extra = f" (phase RMS vs truth {rms:.3f} rad)" if rms is not None else ""
         out.print(f"merged: {outcome.store / 'merged' / key}{extra}")
     for name in outcome.multi:
-        out.print(f"multi:  {outcome.store / 'multi' / name}{_multi_summary(outcome, name)}")
+        extra = multi_vs_truth_text(store.multi_attrs(name))
+        skipped = " (unchanged, skipped)" if name in outcome.multi_skipped else ""
+        out.print(f"multi:  {outcome.store / 'multi' / name}{extra}{skipped}")
     out.print(f"report: {outcome.report}")
-
-
-def _multi_summary(outcome, name: str) -> str:
-    """' (vs truth: ...)' for a simulated multi set, ' (unchanged)' when it was skipped."""
-    from .store.zarr_store import Store
-
-    extra = _multi_vs_truth(Store.open(outcome.store).multi_attrs(name))
-    return extra + (" (unchanged, skipped)" if name in outcome.multi_skipped else "")
-
-
-def _multi_vs_truth(attrs: dict) -> str:
-    """' (vs truth, RMS / largest range: joint u ..., independent u ...)' or ''."""
-    v = attrs.get("vs_truth") or {}
-    parts = [
-        f"{route} u {v[route]['u_rms_over_range_max']:.4f}"
-        + (
-            f", strain {v[route]['strain_rms_over_range']:.3f}"
-            if "strain_rms_over_range" in v[route]
-            else ""
-        )
-        for route in ("joint", "independent")
-        if route in v
-    ]
-    return f" (vs truth, RMS / largest range: {'; '.join(parts)})" if parts else ""
 
 
 @main.command()
@@ -167,7 +146,7 @@ def _multi_vs_truth(attrs: dict) -> str:
 def simulate(config_path, store, name) -> None:
     """Simulate a crystal's Bragg peak from CONFIG (YAML) into a store's inputs."""
     from .config import SimulateConfig, read_yaml, validate
-    from .data.dataset import simulated_input
+    from .inputs import simulated_input
     from .store.zarr_store import Store
 
     cfg = validate(SimulateConfig, read_yaml(config_path, "simulate config"), str(config_path))
@@ -186,7 +165,7 @@ def simulate(config_path, store, name) -> None:
 @user_errors
 def status(store_path) -> None:
     """Table of the tasks in a store: done/failed, error, loss, wall time."""
-    from .store.summary import status_rows
+    from .store.summary import merged_line, multi_vs_truth_text, status_rows
     from .store.zarr_store import Store
 
     store = Store.open(store_path)
@@ -199,12 +178,9 @@ def status(store_path) -> None:
     out.print(table)
     out.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     for key in store.merged_keys():
-        a = store.merged_attrs(key)
-        v = a.get("vs_truth") or {}
-        extra = f", phase RMS vs truth {v['phase_rms_rad']:.3f} rad" if v else ""
-        out.print(f"merged/{key}: {len(a['members'])} of {a['candidates']} results{extra}")
+        out.print(merged_line(key, store.merged_attrs(key)))
     for name in store.multi_names():
-        out.print(f"multi/{name}{_multi_vs_truth(store.multi_attrs(name))}")
+        out.print(f"multi/{name}{multi_vs_truth_text(store.multi_attrs(name))}")
 
 
 @main.command()
@@ -220,6 +196,7 @@ def merge(store_path, spec_path) -> None:
     """Select, align and merge the best results of each dataset and model."""
     from .config import MergeRule, load_sweep
     from .merge.combine import merge_store
+    from .store.summary import merged_line
     from .store.zarr_store import Store
 
     store = Store.open(store_path)
@@ -228,10 +205,7 @@ def merge(store_path, spec_path) -> None:
     if not keys:
         raise DyncdiError("merge", "no completed results in the store", "run a sweep first")
     for key in keys:
-        a = store.merged_attrs(key)
-        v = a.get("vs_truth") or {}
-        extra = f", phase RMS vs truth {v['phase_rms_rad']:.3f} rad" if v else ""
-        out.print(f"merged/{key}: {len(a['members'])} of {a['candidates']} results{extra}")
+        out.print(merged_line(key, store.merged_attrs(key)))
 
 
 @main.command()
@@ -381,7 +355,8 @@ def load(file_path, store, geometry_path, name, key, bin_factor, shape, saturati
     """Load a measured scan (CXI/NeXus/HDF5, .npy/.npz, TIFF frames) into a store's inputs."""
     import warnings
 
-    from .data.load import LoadWarning, load_scan
+    from .data.load import load_scan
+    from .data.prepare import LoadWarning
     from .store.zarr_store import Store
 
     explicit = {k: v for k, v in geometry.items() if v not in (None, ())}
@@ -420,7 +395,7 @@ def load(file_path, store, geometry_path, name, key, bin_factor, shape, saturati
 @user_errors
 def export(store_path, vtk_dir, cxi_path, keys, voxel_nm) -> None:
     """Export merged results on the orthogonal sample grid: VTK (ParaView) and/or CXI."""
-    from .export import write_cxi, write_vtk
+    from .report.export import write_cxi, write_vtk
     from .store.zarr_store import Store
 
     if not vtk_dir and not cxi_path:

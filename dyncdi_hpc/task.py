@@ -11,40 +11,15 @@ from functools import lru_cache
 
 import jax
 import numpy as np
-import xarray as xr
-from pydantic import BaseModel, ConfigDict
 
-from .config import DYNAMICAL_ONLY_PARAMS, NEUTRAL_PARAMS, ReconParams, stable_hash
-from .data.dataset import GRID_DIMS, Measurement, from_xarray
+from .config import TaskSpec
+from .data.measurement import Measurement, read_measurement
 from .errors import TaskFailed
 from .provenance import now_iso, provenance
-from .recon.pipeline import Checkpoint, Checkpointing, Reconstruction, reconstruct
+from .recon.checkpoint import Checkpoint, Checkpointing
+from .recon.pipeline import reconstruct
+from .store.groups import complex_object, decode_checkpoint, encode_checkpoint, encode_result
 from .store.zarr_store import Store
-
-
-class TaskSpec(BaseModel):
-    """Everything that defines one reconstruction; its hash is the task id."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: str
-    fingerprint: str
-    params: ReconParams
-    seed: int
-    generation: int = 0
-    start: str | None = None  # id of a bred start object under STORE/starts/
-
-    @property
-    def task_id(self) -> str:
-        """Stable 16-hex-digit id: the same spec gives the same id on any host, any run."""
-        dump = self.model_dump(mode="json")
-        for name, neutral in NEUTRAL_PARAMS.items():
-            if dump["params"].get(name) == neutral:
-                del dump["params"][name]
-        if not self.params.uses_dynamical():
-            for name in DYNAMICAL_ONLY_PARAMS:
-                dump["params"].pop(name, None)
-        return stable_hash(dump)
 
 
 def device_description() -> dict:
@@ -62,43 +37,7 @@ def _measurement(store_path: str, dataset: str, fingerprint: str) -> Measurement
             f"input {dataset!r} in the store has fingerprint {stored}, the task expects "
             f"{fingerprint}: the dataset changed after the sweep was planned"
         )
-    return from_xarray(store.read_input(dataset), f"inputs.{dataset}")
-
-
-def result_dataset(
-    spec: TaskSpec, rec: Reconstruction | None, attrs: dict, m: Measurement | None
-) -> xr.Dataset:
-    """Result group: amplitude, phase, support on the conjugate grid, loss histories, attrs."""
-    variables = {}
-    # no index coordinates: each would add two files per result on a parallel filesystem
-    if rec is not None and m is not None:
-        variables = {
-            "amplitude": xr.Variable(GRID_DIMS, np.abs(rec.obj).astype(np.float32), {"units": "1"}),
-            "phase": xr.Variable(GRID_DIMS, np.angle(rec.obj).astype(np.float32), {"units": "rad"}),
-            "support": xr.Variable(GRID_DIMS, rec.support),
-            "pr_error": xr.Variable(
-                ("pr_log",),
-                rec.pr_error,
-                {"long_name": "normalised Fourier error per log interval"},
-            ),
-            "ad_loss": xr.Variable(("ad_step",), rec.ad_loss, {"long_name": "AD data loss"}),
-        }
-    return xr.Dataset(variables, attrs=attrs)
-
-
-def checkpoint_dataset(c: Checkpoint) -> xr.Dataset:
-    """A checkpoint as an xarray Dataset (one variable per array, stage and step in attrs)."""
-    variables = {
-        name: xr.Variable(tuple(f"{name}_{d}" for d in range(a.ndim)), a)
-        for name, a in c.arrays.items()
-    }
-    return xr.Dataset(variables, attrs={"stage": c.stage, "step": c.step, "written_at": now_iso()})
-
-
-def checkpoint_from(ds: xr.Dataset) -> Checkpoint:
-    """Inverse of checkpoint_dataset."""
-    arrays = {name: np.asarray(v.values) for name, v in ds.data_vars.items()}
-    return Checkpoint(stage=ds.attrs["stage"], step=int(ds.attrs["step"]), arrays=arrays)
+    return read_measurement(store.read_input(dataset), f"inputs.{dataset}")
 
 
 def task_key(spec: TaskSpec) -> jax.Array:
@@ -110,8 +49,7 @@ def task_key(spec: TaskSpec) -> jax.Array:
 def _start_object(store: Store, start_id: str | None) -> np.ndarray | None:
     if start_id is None:
         return None
-    ds = store.read_start(start_id)
-    return ds["amplitude"].values * np.exp(1j * ds["phase"].values)
+    return complex_object(store.read_start(start_id))
 
 
 def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict:
@@ -134,11 +72,13 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
     rec = m = None
     reason = None
     stored = store.read_checkpoint(task_id)
-    resume = checkpoint_from(stored) if stored is not None else None
+    resume = Checkpoint(*decode_checkpoint(stored)) if stored is not None else None
     checkpointing = Checkpointing(
         every=checkpoint_every,
         resume=resume,
-        save=lambda c: store.write_checkpoint(task_id, checkpoint_dataset(c)),
+        save=lambda c: store.write_checkpoint(
+            task_id, encode_checkpoint(c.stage, c.step, c.arrays)
+        ),
     )
     try:
         m = _measurement(str(store.path), spec.dataset, spec.fingerprint)
@@ -157,7 +97,6 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
     wall = time.perf_counter() - t0
     metrics = rec.metrics if rec is not None else {}
     attrs = {
-        "kind": "dyncdi-result",
         "task_id": task_id,
         "status": status,
         "reason": reason,
@@ -170,7 +109,11 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
         "device": device_description(),
         "provenance": provenance(),
     }
-    written = store.write_result(task_id, result_dataset(spec, rec, attrs, m))
+    if rec is None:
+        group = encode_result(None, None, None, None, attrs)
+    else:
+        group = encode_result(rec.obj, rec.support, rec.pr_error, rec.ad_loss, attrs)
+    written = store.write_result(task_id, group)
     store.discard_checkpoint(task_id)
     return {
         "task_id": task_id,

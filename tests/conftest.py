@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import pytest
 import yaml
 
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Silent float32 <-> float64 (and int -> float) promotions are errors in the tests, as in
+# equinox's: the package must say which dtype it computes in.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 GEOMETRY_32 = GeometryConfig(
     energy_kev=9.0,

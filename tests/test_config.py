@@ -55,8 +55,8 @@ def test_missing_spec_file(tmp_path):
 
 def test_new_neutral_fields_keep_task_ids_and_fingerprints_of_older_stores():
     """Ids computed by the code before `stages`, `saturation` and simulate.model existed."""
-    from dyncdi_hpc.config import ADStage, ReconParams, stable_hash
-    from dyncdi_hpc.task import TaskSpec
+    from dyncdi_hpc.config import ADStage, ReconParams, TaskSpec
+    from dyncdi_hpc.identity import stable_hash
     from tests.conftest import sim_config
 
     spec = TaskSpec(dataset="d", fingerprint="f", params=ReconParams(), seed=0)
@@ -73,8 +73,7 @@ def test_new_neutral_fields_keep_task_ids_and_fingerprints_of_older_stores():
 
 
 def test_dynamical_only_fields_enter_the_ids_of_dynamical_tasks_only():
-    from dyncdi_hpc.config import ReconParams
-    from dyncdi_hpc.task import TaskSpec
+    from dyncdi_hpc.config import ReconParams, TaskSpec
 
     def task_id(**params) -> str:
         return TaskSpec(dataset="d", fingerprint="f", params=ReconParams(**params), seed=0).task_id

@@ -10,9 +10,10 @@ from vtk.util.numpy_support import vtk_to_numpy
 
 from dyncdi_hpc.cli import main
 from dyncdi_hpc.config import MergeRule
-from dyncdi_hpc.data.dataset import GRID_DIMS, grid_coords, simulated_input
-from dyncdi_hpc.export import sample_frame, write_cxi, write_vtk
+from dyncdi_hpc.inputs import simulated_input
 from dyncdi_hpc.merge.combine import merge_store
+from dyncdi_hpc.report.export import sample_frame, write_cxi, write_vtk
+from dyncdi_hpc.store.groups import GRID_DIMS, grid_coords
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import sim_config
 
@@ -53,7 +54,7 @@ def fake_result(obj, geometry, seed, error):
             "pr_error": (("pr_log",), np.geomspace(1, error, 5)),
             "ad_loss": (("ad_step",), np.geomspace(1, error, 3)),
         },
-        coords=grid_coords(geometry),
+        coords=grid_coords(geometry.shape),
         attrs={
             "status": "done",
             "spec": spec,

@@ -2,14 +2,14 @@ import pytest
 
 from dyncdi_hpc.config import load_sweep
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.sweep import expand, plan, source_fingerprint
+from dyncdi_hpc.inputs import fingerprints, resolve
+from dyncdi_hpc.sweep import expand, plan
 from tests.conftest import write_spec
 
 
 def _tasks(tmp_path, sweep, base=None):
     spec = load_sweep(write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep=sweep, base=base))
-    fps = {n: source_fingerprint(spec, n, None) for n in spec.datasets}
-    return expand(spec, fps)
+    return expand(spec, fingerprints(resolve(spec, None)))
 
 
 def test_expansion_is_the_cartesian_product(tmp_path):
@@ -49,4 +49,4 @@ def test_from_store_dataset_missing_in_store(tmp_path):
     path.write_text(yaml.safe_dump(data))
     spec = load_sweep(path)
     with pytest.raises(DyncdiError, match="not in the store"):
-        source_fingerprint(spec, "measured", None)
+        resolve(spec, None)

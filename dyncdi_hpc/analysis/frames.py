@@ -1,15 +1,4 @@
-"""Detector-conjugate (sheared) grid -> orthogonal sample-frame grid.
-
-A reconstruction lives on the conjugate grid of its scan: voxel m = (m0, m1, m2) sits at
-r = A (m - N // 2), with A = `Geometry.real_basis` (columns a_j in nm, sample frame), see
-`dyncdi_hpc.physics.geometry`. This module resamples such volumes onto an orthogonal grid in
-the same sample frame:
-
-* axes (x, y, z), right-handed: z along the reflection's h, x in the scattering plane
-  perpendicular to h, y = z cross x along the rocking axis (normal to the scattering plane);
-* arrays are indexed [ix, iy, iz] (x first), with isotropic voxels of `voxel_nm` nm;
-* voxel i sits at (i - n // 2) * voxel_nm along each axis, so r = 0 (the conjugate grid's
-  voxel N // 2) is voxel n // 2 of the sample grid: origin_nm = -(n // 2) * voxel_nm.
+"""Detector-conjugate (sheared) grid -> orthogonal sample-frame grid (physics/frames.py).
 
 Resampling is trilinear (scipy.ndimage.map_coordinates, order 1): monotonic, so support edges
 and probabilities stay in range. A complex volume is resampled as its real and imaginary parts,
@@ -18,62 +7,13 @@ which is continuous across phase wraps (unlike resampling the phase).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import xarray as xr
 from scipy.ndimage import map_coordinates
 
+from ..physics.frames import SampleGrid, conjugate_indices, sample_grid
 from ..physics.geometry import Geometry
-
-SAMPLE_DIMS = ("x", "y", "z")
-
-
-@dataclass(frozen=True)
-class SampleGrid:
-    """Orthogonal grid in the sample frame: shape (nx, ny, nz), isotropic voxel (nm)."""
-
-    shape: tuple[int, int, int]
-    voxel_nm: float
-
-    @property
-    def origin_nm(self) -> tuple[float, float, float]:
-        """Position of voxel (0, 0, 0) (nm)."""
-        return tuple(-(n // 2) * self.voxel_nm for n in self.shape)
-
-    def axes_nm(self) -> list[np.ndarray]:
-        """Coordinates along x, y and z (nm), each of shape (n,)."""
-        return [(np.arange(n) - n // 2) * self.voxel_nm for n in self.shape]
-
-    def positions_nm(self) -> np.ndarray:
-        """Sample-frame position of every voxel, shape (nx, ny, nz, 3) (nm)."""
-        return np.stack(np.meshgrid(*self.axes_nm(), indexing="ij"), axis=-1)
-
-    @property
-    def basis(self) -> np.ndarray:
-        """Grid steps as the columns of a (3, 3) matrix (nm), like Geometry.real_basis."""
-        return np.eye(3) * self.voxel_nm
-
-
-def sample_grid(geometry: Geometry, voxel_nm: float | None = None) -> SampleGrid:
-    """The orthogonal grid covering the whole conjugate grid (its bounding box).
-
-    voxel_nm defaults to the shortest conjugate-grid step, so no direction is undersampled.
-    """
-    voxel = float(voxel_nm or min(geometry.voxel_size_nm))
-    n = np.asarray(geometry.shape)
-    lo, hi = -(n // 2), n - 1 - n // 2
-    corners = np.array(np.meshgrid(*zip(lo, hi, strict=True), indexing="ij")).reshape(3, -1)
-    reach = np.abs(geometry.real_basis @ corners).max(axis=1)
-    shape = tuple(int(2 * np.ceil(r / voxel) + 1) for r in reach)
-    return SampleGrid(shape=shape, voxel_nm=voxel)
-
-
-def conjugate_indices(geometry: Geometry, grid: SampleGrid) -> np.ndarray:
-    """Fractional conjugate-grid index of every sample-grid voxel, shape (3, nx, ny, nz)."""
-    r = grid.positions_nm().reshape(-1, 3).T
-    m = np.linalg.solve(geometry.real_basis, r) + (np.asarray(geometry.shape) // 2)[:, None]
-    return m.reshape(3, *grid.shape)
+from ..store.groups import SAMPLE_DIMS, complex_object, sample_coords
 
 
 def to_sample_frame(
@@ -114,16 +54,9 @@ def merged_to_sample_frame(
     elsewhere; support is where the resampled support exceeds 0.5.
     """
     grid = sample_grid(geometry, voxel_nm)
-    obj = to_sample_frame(ds["amplitude"].values * np.exp(1j * ds["phase"].values), geometry, grid)
+    obj = to_sample_frame(complex_object(ds), geometry, grid)
     support = to_sample_frame(ds["support"].values.astype(float), geometry, grid) >= 0.5
-    coords = {
-        name: xr.DataArray(
-            axis,
-            dims=name,
-            attrs={"units": "nm", "long_name": f"sample-frame {name}", "axis": name.upper()},
-        )
-        for name, axis in zip(SAMPLE_DIMS, grid.axes_nm(), strict=True)
-    }
+    coords = sample_coords(grid.axes_nm())
     out = {
         "amplitude": (np.abs(obj), ds["amplitude"].attrs),
         "phase": (np.angle(obj), ds["phase"].attrs),

@@ -9,16 +9,8 @@ import numpy as np
 from ..config import CrystalConfig, DisplacementConfig, SimulateConfig
 from ..errors import DyncdiError
 from ..physics.geometry import Geometry
-
-
-@dataclass(frozen=True)
-class Truth:
-    """Ground truth on the detector-conjugate grid, each array of shape (N0, N1, N2)."""
-
-    amplitude: np.ndarray
-    phase: np.ndarray
-    support: np.ndarray
-    displacement_nm: np.ndarray
+from ..physics.kinematical import centred_far_field
+from .measurement import Truth
 
 
 @dataclass(frozen=True)
@@ -88,7 +80,8 @@ def displacement_phase(
     return phase
 
 
-def _check_oversampling(support: np.ndarray, shape: tuple[int, ...]) -> None:
+def check_oversampling(support: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Raise a DyncdiError unless the support spans between 1 voxel and half of each axis."""
     for axis, n in enumerate(shape):
         occupied = np.flatnonzero(support.any(axis=tuple(a for a in range(3) if a != axis)))
         extent = 0 if occupied.size == 0 else occupied[-1] - occupied[0] + 1
@@ -113,11 +106,9 @@ def simulate(cfg: SimulateConfig, geometry: Geometry) -> SimulatedData:
     voxel = float(min(geometry.voxel_size_nm))
     amplitude = crystal_shape(positions, cfg.crystal, geometry.hkl, voxel)
     support = amplitude > 0.5
-    _check_oversampling(support, geometry.shape)
+    check_oversampling(support, geometry.shape)
     phase = displacement_phase(positions, support, cfg.displacement, cfg.crystal.size_nm)
-    obj = amplitude * np.exp(1j * phase)
-    far_field = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))
-    intensity = np.abs(far_field) ** 2
+    intensity = np.abs(centred_far_field(amplitude * np.exp(1j * phase))) ** 2
     intensity *= cfg.peak_counts / intensity.max()
     if cfg.noise:
         intensity = np.random.default_rng(cfg.noise_seed).poisson(intensity).astype(float)

@@ -1,6 +1,6 @@
 """Simulated BCDI datasets with the dynamical (two-beam Takagi-Taupin) forward model.
 
-The crystal and displacement are simulate()'s; the intensity is dynamical3d.forward of the
+The crystal and displacement are simulate()'s; the intensity is dynamical.forward of the
 truth at the scan's rocking angles shifted by an absolute rocking offset (default the refraction
 shift -Re chi0 / sin 2thetaB, so that the scan is centred on the measured, refracted peak as an
 experimenter would centre it), scaled to peak counts, optionally with a constant background and
@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import SimulateConfig
-from ..physics import dynamical3d
+from ..physics import dynamical
 from ..physics.geometry import Geometry
-from ..physics.kinematic import CrystalParams
+from ..physics.objects import CrystalParams, logits_of
 from .simulate import SimulatedData, simulate
 
 
@@ -34,21 +34,13 @@ class DynamicalData:
     background: float
 
 
-def refraction_shift_rad(geometry: Geometry) -> float:
-    """Centre shift of the dynamical rocking curve by refraction, -Re chi0 / sin 2thetaB (rad)."""
-    case = dynamical3d.bragg_case_of(geometry)
-    return float(-complex(case.chi.chi0).real / np.sin(2 * case.bragg_angle_rad))
-
-
 def truth_params(data: SimulatedData, dtype=jnp.float64) -> CrystalParams:
     """The truth as model parameters: logits of the amplitude (+-inf at 1 and 0) and the phase.
 
     Centred on the grid as the truth is (not in FFT order): the march is not periodic, so the
     crystal must not wrap around the grid's faces; a translation changes no intensity.
     """
-    a = np.asarray(data.truth.amplitude, float)
-    with np.errstate(divide="ignore"):
-        logits = np.log(a) - np.log1p(-a)
+    logits = logits_of(data.truth.amplitude)
     return CrystalParams(jnp.asarray(logits, dtype), jnp.asarray(data.truth.phase, dtype))
 
 
@@ -56,7 +48,7 @@ def simulate_dynamical(
     cfg: SimulateConfig,
     geometry: Geometry,
     *,
-    options: dynamical3d.DynamicalOptions | None = None,
+    options: dynamical.DynamicalOptions | None = None,
     rocking_offset_rad: float | None = None,
     background: float = 0.0,
 ) -> DynamicalData:
@@ -68,11 +60,13 @@ def simulate_dynamical(
     """
     base = simulate(cfg.model_copy(update={"noise": False}), geometry)
     if options is None:
-        box = dynamical3d.support_box(base.truth.amplitude > 0, margin=1)
-        options = dynamical3d.DynamicalOptions(box=box)
-    offset = refraction_shift_rad(geometry) if rocking_offset_rad is None else rocking_offset_rad
+        box = dynamical.support_box(base.truth.amplitude > 0, margin=1)
+        options = dynamical.DynamicalOptions(box=box)
+    offset = rocking_offset_rad
+    if offset is None:
+        offset = dynamical.refraction_shift_rad(geometry)
     with jax.enable_x64(True):
-        model = dynamical3d.forward(truth_params(base), geometry, options, offset)
+        model = dynamical.forward(truth_params(base), geometry, options, offset)
         intensity = np.fft.fftshift(np.asarray(model, float))
     scale = cfg.peak_counts / intensity.max()
     intensity = intensity * scale + background

@@ -15,14 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..analysis.frames import SampleGrid
 from ..config import CrystalConfig
 from ..errors import DyncdiError
-from ..physics import dynamical3d
-from ..physics.kinematic import CrystalParams
+from ..physics import dynamical
+from ..physics.frames import SampleGrid
+from ..physics.kinematical import centred_far_field
+from ..physics.objects import CrystalParams, logits_of
 from ..physics.resample import Reflection, check_reflections, conjugate_positions_sample_nm
-from .simulate import Truth, _check_oversampling, crystal_shape
-from .simulate_dynamical import refraction_shift_rad
+from .measurement import Truth
+from .simulate import check_oversampling, crystal_shape
 
 # the crystal's own axes: crystal_shape puts its [hkl] along z, so [001] keeps the cube axes
 CRYSTAL_AXES_HKL = (0, 0, 1)
@@ -93,13 +94,12 @@ def sample_truth(
 def _dynamical_intensity(amplitude: np.ndarray, phase: np.ndarray, reflection: Reflection):
     """Dynamical intensity (float64, centred) of one scan at the refraction-shifted angles."""
     geometry = reflection.geometry
-    box = dynamical3d.support_box(amplitude > 0, margin=1)
-    options = dynamical3d.DynamicalOptions(box=box)
-    with np.errstate(divide="ignore"):
-        logits = np.log(amplitude) - np.log1p(-amplitude)
+    box = dynamical.support_box(amplitude > 0, margin=1)
+    options = dynamical.DynamicalOptions(box=box)
+    offset = dynamical.refraction_shift_rad(geometry)
     with jax.enable_x64(True):
-        params = CrystalParams(jnp.asarray(logits), jnp.asarray(phase, jnp.float64))
-        model = dynamical3d.forward(params, geometry, options, refraction_shift_rad(geometry))
+        params = CrystalParams(jnp.asarray(logits_of(amplitude)), jnp.asarray(phase, jnp.float64))
+        model = dynamical.forward(params, geometry, options, offset)
         return np.fft.fftshift(np.asarray(model, float))
 
 
@@ -116,7 +116,7 @@ def simulate_multi(
 ) -> MultiSimulated:
     """Simulate every reflection's scan of one crystal; each scan scaled to peak_counts.
 
-    model: "kinematical" (|DFT|^2) or "dynamical" (dynamical3d, float64, at the refraction
+    model: "kinematical" (|DFT|^2) or "dynamical" (physics.dynamical, float64, at the refraction
     shift so that each scan is centred on its measured peak). Poisson noise when noise.
     """
     check_reflections(reflections)
@@ -130,15 +130,13 @@ def simulate_multi(
         voxel = float(min(geometry.voxel_size_nm))
         amplitude = crystal_shape(r, crystal, CRYSTAL_AXES_HKL, voxel)
         support = amplitude > 0.5
-        _check_oversampling(support, geometry.shape)
+        check_oversampling(support, geometry.shape)
         u = displacement_field(r, displacement, crystal.size_nm)
         phase = -np.tensordot(reflection.h_nm, u, axes=1)
         if model == "dynamical":
             intensity = _dynamical_intensity(amplitude, phase, reflection)
         else:
-            obj = amplitude * np.exp(1j * phase)
-            far = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))
-            intensity = np.abs(far) ** 2
+            intensity = np.abs(centred_far_field(amplitude * np.exp(1j * phase))) ** 2
         intensity = intensity * (peak_counts / intensity.max())
         if noise:
             intensity = rng.poisson(intensity).astype(float)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.registration import register
+
 
 @dataclass(frozen=True)
 class Alignment:
@@ -37,13 +39,6 @@ def flip_periodic(x: np.ndarray) -> np.ndarray:
 def twin(x: np.ndarray) -> np.ndarray:
     """The twin solution conj(x(-r)), which has the same diffraction intensity."""
     return np.conj(flip_periodic(x))
-
-
-def register(moving: np.ndarray, fixed: np.ndarray) -> tuple[int, ...]:
-    """Integer shift (voxels) that best maps |moving| onto |fixed| (amplitude cross-correlation)."""
-    cc = np.fft.ifftn(np.fft.fftn(np.abs(fixed)) * np.conj(np.fft.fftn(np.abs(moving)))).real
-    peak = np.unravel_index(int(np.argmax(cc)), cc.shape)
-    return tuple(int(p - n) if p > n // 2 else int(p) for p, n in zip(peak, cc.shape, strict=True))
 
 
 def _linear_phase(z: np.ndarray) -> tuple[float, ...]:
@@ -115,10 +110,3 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice coefficient 2|A and B| / (|A| + |B|) of two boolean volumes."""
     total = a.sum() + b.sum()
     return float(2 * np.logical_and(a, b).sum() / total) if total else 1.0
-
-
-def support_of(obj: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Support as |obj| above threshold times the crystal's interior level (90th percentile)."""
-    mag = np.abs(obj)
-    inner = mag[mag > 0.3 * mag.max()] if mag.max() > 0 else mag.ravel()
-    return mag > threshold * np.quantile(inner, 0.9)

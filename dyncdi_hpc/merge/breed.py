@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import align, support_of
+from ..physics.objects import support_of
+from .align import align
 
 
 def sharpness(obj: np.ndarray) -> float:

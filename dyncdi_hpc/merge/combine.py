@@ -13,26 +13,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-import xarray as xr
 
 from ..analysis.prtf import prtf
 from ..analysis.strain import displacement_along_h, strain_along_h
 from ..analysis.uncertainty import Spread, bootstrap_spread, ensemble_spread
 from ..config import MergeRule
-from ..data.dataset import GRID_DIMS, from_xarray, grid_coords
-from ..physics.geometry import Geometry
+from ..data.measurement import Measurement, read_measurement
+from ..physics.objects import support_of
 from ..provenance import provenance
+from ..store.groups import complex_object, encode_merged
 from ..store.zarr_store import Store
-from .align import align, dice, move_like, phase_rms, support_of
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """Aligned members (n, N0, N1, N2), normalised to unit interior amplitude, best first."""
-
-    members: np.ndarray
-    task_ids: list[str]
-    scores: list[float]
+from .align import align, dice, move_like, phase_rms
 
 
 @dataclass(frozen=True)
@@ -121,35 +112,11 @@ def combine(members: np.ndarray) -> Merged:
     )
 
 
-def result_object(ds: xr.Dataset) -> np.ndarray:
-    """Complex object of a result group, (N0, N1, N2)."""
-    return ds["amplitude"].values * np.exp(1j * ds["phase"].values)
-
-
-def _var(data: np.ndarray, units: str, long_name: str, **extra) -> tuple:
-    return (
-        GRID_DIMS,
-        np.asarray(data, np.float32),
-        {"units": units, "long_name": long_name, **extra},
-    )
-
-
-def _spread_vars(spread: Spread, suffix: str, what: str) -> dict:
-    return {
-        f"amplitude_{suffix}": _var(spread.amplitude, "1", f"{what} of the amplitude"),
-        f"phase_{suffix}": _var(spread.phase, "rad", f"{what} of the phase (circular)"),
-        f"displacement_{suffix}": _var(
-            spread.displacement, "nm", f"{what} of the displacement along h"
-        ),
-        f"strain_{suffix}": _var(spread.strain, "1", f"{what} of the strain along h"),
-    }
-
-
-def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: MergeRule) -> str:
-    """Merge one (dataset, model) group into merged/<dataset>-<model>; returns the key."""
-    scored = [(float(store.result_attrs(t)["metrics"][rule.metric]), t) for t in ids]
-    chosen = select(scored, rule)
-    objects = [result_object(store.read_result(t)) for _, t in chosen]
+def _aligned_members(
+    objects: list[np.ndarray], rule: MergeRule
+) -> tuple[np.ndarray, Agreement, list[int]]:
+    """The selected objects aligned onto the best, their agreement with the majority, and the
+    indices of those kept (not outliers) with the members (n_kept, N0, N1, N2) they give."""
     aligned = np.stack(align_ensemble(objects))
     agreement = majority_agreement(aligned, rule)
     kept = [i for i, out in enumerate(agreement.outlier) if not out]
@@ -157,9 +124,24 @@ def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: Me
         members = np.stack(align_ensemble([objects[i] for i in kept]))
     else:
         members = aligned[kept]
+    return members, agreement, kept
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """A merged ensemble's volume fields (by store/groups.py's names), support and comparison
+    with the truth."""
+
+    fields: dict[str, np.ndarray]
+    support: np.ndarray
+    vs_truth: dict
+
+
+def _merged_fields(members: np.ndarray, m: Measurement, rule: MergeRule) -> _Fields:
+    """Mean object, displacement and strain along h, their spreads and the support
+    probability; moved onto the truth (twin, shift) when the measurement has one."""
     merged = combine(members)
-    measurement = from_xarray(store.read_input(dataset), f"inputs.{dataset}")
-    geometry: Geometry = measurement.geometry
+    geometry = m.geometry
     h_nm = geometry.h_nm
     region = merged.support_probability >= 0.5
     spread = ensemble_spread(members, region, geometry.real_basis, h_nm)
@@ -175,87 +157,71 @@ def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: Me
         )
     obj = merged.obj
     vs_truth = {}
-    if measurement.truth is not None:
-        truth = measurement.truth.amplitude * np.exp(1j * measurement.truth.phase)
-        a = align(obj, truth)
+    if m.truth is not None:
+        a = align(obj, m.truth.object)
         obj = a.obj
         maps = (merged.amplitude_std, merged.phase_std, merged.support_probability)
-        merged = Merged(obj, *(move_like(a, m) for m in maps))
-        spread = Spread(*(move_like(a, m) for m in vars(spread).values()))
+        merged = Merged(obj, *(move_like(a, x) for x in maps))
+        spread = Spread(*(move_like(a, x) for x in vars(spread).values()))
         if boot is not None:
-            boot = Spread(*(move_like(a, m) for m in vars(boot).values()))
+            boot = Spread(*(move_like(a, x) for x in vars(boot).values()))
         vs_truth = {
-            "phase_rms_rad": phase_rms(obj, truth, measurement.truth.support),
-            "support_dice": dice(support_of(obj), measurement.truth.support),
+            "phase_rms_rad": phase_rms(obj, m.truth.object, m.truth.support),
+            "support_dice": dice(support_of(obj), m.truth.support),
         }
     support = support_of(obj)
-    displacement = displacement_along_h(np.angle(obj), support, h_nm)
     strain = strain_along_h(obj, support, geometry.real_basis, h_nm)
-    if measurement.truth is not None:
-        inside = measurement.truth.support & np.isfinite(strain)
-        true_strain = strain_along_h(truth, measurement.truth.support, geometry.real_basis, h_nm)
-        inside &= np.isfinite(true_strain)
-        vs_truth["strain_rms"] = float(np.sqrt(np.mean((strain - true_strain)[inside] ** 2)))
-    key = f"{dataset}-{model}"
-    chosen_ids = [t for _, t in chosen]
-    variables = {
-        "amplitude": _var(np.abs(obj), "1", "amplitude of the merged object (interior ~ 1)"),
-        "phase": _var(np.angle(obj), "rad", "phase -h.u of the merged object"),
-        "displacement": _var(
-            displacement, "nm", "displacement along h (-phase / |h|, unwrapped, zero mean)"
-        ),
-        "strain": _var(
-            strain, "1", "strain along h (d u_h / d z, from the gradient of exp(i phi))"
-        ),
-        "amplitude_std": _var(merged.amplitude_std, "1", "std over members of the amplitude"),
-        "phase_std": _var(merged.phase_std, "rad", "circular std over members of the phase"),
-        **{
-            k: v
-            for k, v in _spread_vars(spread, "std", "std over members").items()
-            if k.startswith(("displacement", "strain"))
-        },
-        "support": (GRID_DIMS, support, {"long_name": "support of the merged object"}),
-        "support_probability": _var(
-            merged.support_probability, "1", "fraction of members whose support holds the voxel"
-        ),
-        "member_score": (
-            ("member",),
-            np.array([s for s, _ in chosen]),
-            {"metric": rule.metric, "long_name": "selection metric of each selected result"},
-        ),
-        "member_phase_rms": (
-            ("member",),
-            np.array(agreement.phase_rms_rad),
-            {"units": "rad", "long_name": "phase RMS against the majority (median) object"},
-        ),
-        "member_dice": (
-            ("member",),
-            np.array(agreement.dice),
-            {"units": "1", "long_name": "support Dice against the majority support"},
-        ),
-        "member_outlier": (
-            ("member",),
-            np.array(agreement.outlier),
-            {"long_name": "excluded as disagreeing with the majority"},
-        ),
+    if m.truth is not None:
+        vs_truth["strain_rms"] = _strain_rms(strain, m)
+    fields = {
+        "amplitude": np.abs(obj),
+        "phase": np.angle(obj),
+        "displacement": displacement_along_h(np.angle(obj), support, h_nm),
+        "strain": strain,
+        "amplitude_std": merged.amplitude_std,
+        "phase_std": merged.phase_std,
+        "displacement_std": spread.displacement,
+        "strain_std": spread.strain,
+        "support_probability": merged.support_probability,
     }
     if boot is not None:
-        variables.update(_spread_vars(boot, "sem", "bootstrap standard error"))
-    transfer = prtf(members, measurement.intensity, geometry, measurement.mask)
-    variables["prtf"] = (
-        ("q_shell",),
-        transfer.prtf,
-        {"units": "1", "long_name": "phase-retrieval transfer function |<F_k>| / sqrt(I)"},
-    )
-    ds = xr.Dataset(
-        variables,
-        coords={
-            **grid_coords(geometry),
-            "member": np.arange(len(chosen)),
-            "q_shell": ("q_shell", transfer.q_nm, {"units": "nm^-1", "long_name": "|q|"}),
+        for name, values in vars(boot).items():
+            fields[f"{name}_sem"] = values
+    return _Fields(fields, support, vs_truth)
+
+
+def _strain_rms(strain: np.ndarray, m: Measurement) -> float:
+    """RMS of the strain error inside the true support (both strains defined)."""
+    truth = m.truth
+    geometry = m.geometry
+    true_strain = strain_along_h(truth.object, truth.support, geometry.real_basis, geometry.h_nm)
+    inside = truth.support & np.isfinite(strain) & np.isfinite(true_strain)
+    return float(np.sqrt(np.mean((strain - true_strain)[inside] ** 2)))
+
+
+def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: MergeRule) -> str:
+    """Merge one (dataset, model) group into merged/<dataset>-<model>; returns the key."""
+    scored = [(float(store.result_attrs(t)["metrics"][rule.metric]), t) for t in ids]
+    chosen = select(scored, rule)
+    objects = [complex_object(store.read_result(t)) for _, t in chosen]
+    members, agreement, kept = _aligned_members(objects, rule)
+    m = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
+    merged = _merged_fields(members, m, rule)
+    transfer = prtf(members, m.intensity, m.geometry, m.mask)
+    chosen_ids = [t for _, t in chosen]
+    ds = encode_merged(
+        merged.fields,
+        merged.support,
+        {
+            "member_score": np.array([s for s, _ in chosen]),
+            "member_phase_rms": np.array(agreement.phase_rms_rad),
+            "member_dice": np.array(agreement.dice),
+            "member_outlier": np.array(agreement.outlier),
         },
+        metric=rule.metric,
+        prtf=transfer.prtf,
+        q_nm=transfer.q_nm,
         attrs={
-            "kind": "dyncdi-merged",
             "dataset": dataset,
             "model": model,
             "rule": rule.model_dump(mode="json"),
@@ -272,10 +238,10 @@ def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: Me
             ],
             "outlier_note": agreement.note,
             "candidates": len(ids),
-            "h_nm": h_nm,
-            "real_basis_nm": geometry.real_basis.tolist(),
-            "geometry": geometry.to_attrs(),
-            "vs_truth": vs_truth,
+            "h_nm": m.geometry.h_nm,
+            "real_basis_nm": m.geometry.real_basis.tolist(),
+            "geometry": m.geometry.to_attrs(),
+            "vs_truth": merged.vs_truth,
             "resolution": {
                 "prtf_resolution_nm": transfer.resolution_nm,
                 "limited_by_data": transfer.limited_by_data,
@@ -285,6 +251,7 @@ def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: Me
             "provenance": provenance(),
         },
     )
+    key = f"{dataset}-{model}"
     store.write_merged(key, ds)
     return key
 

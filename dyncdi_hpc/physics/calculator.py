@@ -9,14 +9,10 @@ import math
 
 import numpy as np
 
-from ..errors import DyncdiError
-from .dynamical import (
-    MIN_POINTS_PER_EXTINCTION,
-    POINTS_PER_EXTINCTION,
-    finite_crystal_reflectivity,
-    slab_reflectivity,
-)
+from ..errors import ParameterError
 from .materials import BraggCase, bragg_case
+from .reflectivity import finite_crystal_reflectivity, slab_reflectivity
+from .tt_march import MIN_POINTS_PER_EXTINCTION, POINTS_PER_EXTINCTION
 
 MODELS = ("dynamical", "kinematical", "slab-exact")
 N_ANGLES = 241
@@ -74,7 +70,7 @@ def _auto_step_nm(case: BraggCase, thickness_nm: float, width_nm: float, n_angle
     )
     step = max(ell / POINTS_PER_EXTINCTION, finest)
     if step > ell / MIN_POINTS_PER_EXTINCTION:
-        raise DyncdiError(
+        raise ParameterError(
             "width_um",
             f"a {width_nm / 1e3:.4g} x {thickness_nm / 1e3:.4g} um crystal needs a grid step of "
             f"{step:.4g} nm to fit the compute budget, too coarse for the extinction length "
@@ -120,10 +116,10 @@ def rocking_curve_report(
     of the same crystal, so peak_ratio isolates multiple scattering (extinction).
     """
     if model not in MODELS:
-        raise DyncdiError("model", repr(model), f"use one of {', '.join(MODELS)}")
+        raise ParameterError("model", repr(model), f"use one of {', '.join(MODELS)}")
     for name, value in (("thickness_um", thickness_um), ("width_um", width_um)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise DyncdiError(name, f"{value}", "give a positive length in um")
+            raise ParameterError(name, f"{value}", "give a positive length in um")
     case = bragg_case(material, hkl, energy_kev, polarisation=polarisation)
     t_nm, w_nm = 1e3 * thickness_um, 1e3 * width_um
     dtheta = rocking_angles_rad(case, t_nm)

@@ -26,10 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..errors import DyncdiError
-from .lattice import check_reflection, crystal
-
-HC_KEV_NM = 1.23984198  # h c in keV nm (CODATA)
+from ..errors import ParameterError
+from .lattice import HC_KEV_NM, bragg_angle_rad, check_reflection, crystal
 
 
 @dataclass(frozen=True)
@@ -157,37 +155,25 @@ def make_geometry(
     pixel_size_m: float,
     detector_distance_m: float,
     polarisation: str = "sigma",
-    field_prefix: str = "geometry",
 ) -> Geometry:
-    """Build a validated Geometry; every problem is a DyncdiError naming the field and the fix."""
-    structure = crystal(material, f"{field_prefix}.material")
+    """Build a validated Geometry; every problem is a ParameterError naming the parameter."""
+    structure = crystal(material)
     hkl = tuple(int(i) for i in hkl)
-    check_reflection(structure, hkl, f"{field_prefix}.hkl")
+    check_reflection(structure, hkl)
     if energy_kev <= 0:
-        raise DyncdiError(
-            f"{field_prefix}.energy_kev", f"{energy_kev} keV", "give a positive energy"
-        )
-    wavelength = HC_KEV_NM / energy_kev
-    d = structure.d_spacing_nm(hkl)
-    if wavelength >= 2.0 * d:
-        cutoff = HC_KEV_NM / (2.0 * d)
-        raise DyncdiError(
-            f"{field_prefix}.energy_kev",
-            f"{energy_kev} keV is below the Bragg cutoff {cutoff:.3f} keV "
-            f"of {material} {list(hkl)}",
-            "raise the energy or choose a reflection with a larger d-spacing",
-        )
+        raise ParameterError("energy_kev", f"{energy_kev} keV", "give a positive energy")
+    bragg_angle_rad(structure, hkl, energy_kev)
     if len(shape) != 3 or any(int(n) < 4 for n in shape):
-        raise DyncdiError(f"{field_prefix}.shape", f"{list(shape)}", "give three sizes, each >= 4")
+        raise ParameterError("shape", f"{list(shape)}", "give three sizes, each >= 4")
     for name, value in (
         ("rocking_step_rad", rocking_step_rad),
         ("pixel_size_m", pixel_size_m),
         ("detector_distance_m", detector_distance_m),
     ):
         if not value > 0:
-            raise DyncdiError(f"{field_prefix}.{name}", f"{value}", "give a positive value")
+            raise ParameterError(name, f"{value}", "give a positive value")
     if polarisation not in ("sigma", "pi"):
-        raise DyncdiError(f"{field_prefix}.polarisation", repr(polarisation), "use sigma or pi")
+        raise ParameterError("polarisation", repr(polarisation), "use sigma or pi")
     return Geometry(
         energy_kev=float(energy_kev),
         material=material,

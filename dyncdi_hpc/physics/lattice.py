@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DyncdiError
+from ..errors import BraggCutoffError, ForbiddenReflectionError, UnknownMaterialError
+
+HC_KEV_NM = 1.23984198  # h c in keV nm (CODATA)
 
 _ATOMIC_NUMBER = {
     "O": 8,
@@ -88,28 +90,53 @@ CRYSTALS: dict[str, CrystalStructure] = {
 }
 
 
-def crystal(name: str, field: str = "material") -> CrystalStructure:
-    """Look up a supported crystal by name, or raise a DyncdiError naming the choices."""
+def crystal(name: str, parameter: str = "material") -> CrystalStructure:
+    """Look up a supported crystal by name, or raise UnknownMaterialError naming the choices."""
     try:
         return CRYSTALS[name]
     except KeyError:
         known = ", ".join(sorted(CRYSTALS))
-        raise DyncdiError(field, f"unknown material {name!r}", f"use one of {known}") from None
+        raise UnknownMaterialError(
+            parameter, f"unknown material {name!r}", f"use one of {known}"
+        ) from None
+
+
+def check_hkl(hkl: tuple[int, ...], parameter: str = "hkl") -> tuple[int, int, int]:
+    """hkl as three ints; ForbiddenReflectionError for the origin or a wrong length."""
+    hkl = tuple(int(i) for i in hkl)
+    if len(hkl) != 3 or not any(hkl):
+        raise ForbiddenReflectionError(
+            parameter, f"{list(hkl)} is not a reflection", "give three integers, not all 0"
+        )
+    return hkl
 
 
 def check_reflection(
-    structure: CrystalStructure, hkl: tuple[int, int, int], field: str = "hkl"
+    structure: CrystalStructure, hkl: tuple[int, int, int], parameter: str = "hkl"
 ) -> None:
-    """Raise a DyncdiError when hkl is the origin or forbidden by the structure's symmetry."""
-    if len(hkl) != 3 or all(i == 0 for i in hkl):
-        raise DyncdiError(
-            field, f"{list(hkl)} is not a reflection", "give three integers, not all 0"
-        )
+    """Raise ForbiddenReflectionError when hkl is the origin or extinct in the structure."""
+    hkl = check_hkl(hkl, parameter)
     total_z = sum(_ATOMIC_NUMBER[el] for el, _ in structure.atoms)
     strength = abs(structure.z_weighted_structure_factor(hkl)) / total_z
     if strength < 1e-6:
-        raise DyncdiError(
-            field,
+        raise ForbiddenReflectionError(
+            parameter,
             f"reflection {list(hkl)} is forbidden in {structure.name}",
             "choose an allowed reflection, e.g. [1, 1, 1] or [2, 0, 0] for fcc",
         )
+
+
+def bragg_angle_rad(
+    structure: CrystalStructure, hkl: tuple[int, int, int], energy_kev: float
+) -> float:
+    """Kinematical Bragg angle (rad) of hkl at energy_kev; BraggCutoffError below the cutoff."""
+    d = structure.d_spacing_nm(tuple(hkl))
+    wavelength = HC_KEV_NM / energy_kev
+    if wavelength >= 2.0 * d:
+        raise BraggCutoffError(
+            "energy_kev",
+            f"{energy_kev} keV is below the Bragg cutoff {HC_KEV_NM / (2.0 * d):.3f} keV "
+            f"of {structure.name} {list(hkl)}",
+            "raise the energy or choose a reflection with a larger d-spacing",
+        )
+    return float(np.arcsin(wavelength / (2.0 * d)))

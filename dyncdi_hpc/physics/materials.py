@@ -23,9 +23,14 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ..errors import DyncdiError
-from .geometry import HC_KEV_NM
-from .lattice import CrystalStructure, check_reflection, crystal
+from ..errors import (
+    BraggCutoffError,
+    ForbiddenReflectionError,
+    ParameterError,
+    UnknownMaterialError,
+)
+from .lattice import HC_KEV_NM, CrystalStructure, check_hkl, check_reflection, crystal
+from .lattice import bragg_angle_rad as _bragg_angle_rad
 
 R_E_NM = 2.8179403262e-6  # classical electron radius (nm, CODATA 2018)
 _MIN_ENERGY_KEV = 1.0  # below this the two-beam model and the f0 tables are of no use here
@@ -95,60 +100,41 @@ class BraggCase:
         return -float(np.real(self.chi.chi0)) / float(np.sin(2.0 * self.bragg_angle_rad))
 
 
-def _structure(material: str | CrystalStructure, field: str) -> CrystalStructure:
+def _structure(material: str | CrystalStructure) -> CrystalStructure:
     if isinstance(material, CrystalStructure):
         return material
-    return crystal(material, field)
+    return crystal(material)
 
 
-def _check_energy(energy_kev: float, field: str) -> None:
+def _check_energy(energy_kev: float) -> None:
     if not _MIN_ENERGY_KEV <= energy_kev <= _MAX_ENERGY_KEV:
-        raise DyncdiError(
-            field,
+        raise BraggCutoffError(
+            "energy_kev",
             f"{energy_kev} keV is outside the supported range",
             f"give an energy between {_MIN_ENERGY_KEV} and {_MAX_ENERGY_KEV} keV",
         )
 
 
 def bragg_angle_rad(
-    material: str | CrystalStructure,
-    hkl: tuple[int, int, int],
-    energy_kev: float,
-    *,
-    field_prefix: str = "",
+    material: str | CrystalStructure, hkl: tuple[int, int, int], energy_kev: float
 ) -> float:
-    """Kinematical Bragg angle (rad); DyncdiError below the Bragg cutoff energy."""
-    structure = _structure(material, f"{field_prefix}material")
-    _check_energy(energy_kev, f"{field_prefix}energy_kev")
-    d = structure.d_spacing_nm(tuple(hkl))
-    wavelength = HC_KEV_NM / energy_kev
-    if wavelength >= 2.0 * d:
-        raise DyncdiError(
-            f"{field_prefix}energy_kev",
-            f"{energy_kev} keV is below the Bragg cutoff {HC_KEV_NM / (2.0 * d):.3f} keV "
-            f"of {structure.name} {list(hkl)}",
-            "raise the energy or choose a reflection with a larger d-spacing",
-        )
-    return float(np.arcsin(wavelength / (2.0 * d)))
+    """Kinematical Bragg angle (rad); BraggCutoffError outside the tables or below the cutoff."""
+    structure = _structure(material)
+    _check_energy(energy_kev)
+    return _bragg_angle_rad(structure, tuple(hkl), energy_kev)
 
 
-def _checked_hkl(
-    structure: CrystalStructure, hkl: tuple[int, ...], field: str
-) -> tuple[int, int, int]:
-    hkl = tuple(int(i) for i in hkl)
-    if len(hkl) != 3 or not any(hkl):
-        raise DyncdiError(
-            field, f"{list(hkl)} is not a reflection", "give three integers, not all 0"
-        )
+def _checked_hkl(structure: CrystalStructure, hkl: tuple[int, ...]) -> tuple[int, int, int]:
+    hkl = check_hkl(hkl)
     try:
-        check_reflection(structure, hkl, field)
+        check_reflection(structure, hkl)
     except KeyError:
         pass  # an element outside lattice.py's Z table: the database |F_h| test decides
     return hkl
 
 
 def _atomic_factors(
-    element: str, s_inv_angstrom: float, energy_ev: float, field: str
+    element: str, s_inv_angstrom: float, energy_ev: float
 ) -> tuple[complex, complex]:
     """(f at q=0, f at s = sin(theta)/lambda) = f0 + f' + i f'' from xraydb, in electrons."""
     import xraydb  # a heavy import (an SQL database): only when form factors are needed
@@ -158,8 +144,8 @@ def _atomic_factors(
         f1 = float(xraydb.f1_chantler(element, energy_ev))
         f2 = float(xraydb.f2_chantler(element, energy_ev))
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-        raise DyncdiError(
-            field, f"unknown element {element!r}", "use an element symbol such as 'Au' or 'Si'"
+        raise UnknownMaterialError(
+            "material", f"unknown element {element!r}", "use an element symbol such as 'Au' or 'Si'"
         ) from None
     return complex(f0_zero + f1, f2), complex(f0_s + f1, f2)
 
@@ -170,23 +156,22 @@ def structure_factors(
     energy_kev: float,
     *,
     debye_waller_b: float | Mapping[str, float] = 0.0,
-    field_prefix: str = "",
 ) -> tuple[complex, complex, complex]:
     """(F_0, F_h, F_-h) in electrons per unit cell, crystallographic exp(+2 pi i h.r) phase.
 
     debye_waller_b is the isotropic B factor in Angstrom^2, one value for every atom or one per
     element; the atomic factors of F_h are multiplied by exp(-B (sin theta / lambda)^2).
     """
-    structure = _structure(material, f"{field_prefix}material")
-    hkl = _checked_hkl(structure, hkl, f"{field_prefix}hkl")
-    _check_energy(energy_kev, f"{field_prefix}energy_kev")
+    structure = _structure(material)
+    hkl = _checked_hkl(structure, hkl)
+    _check_energy(energy_kev)
     s = 0.5 / (10.0 * structure.d_spacing_nm(hkl))  # sin(theta)/lambda = 1/(2d), Angstrom^-1
     energy_ev = 1000.0 * energy_kev
     cache: dict[str, tuple[complex, complex]] = {}
     f_0 = f_h = f_mh = 0j
     for element, position in structure.atoms:
         if element not in cache:
-            cache[element] = _atomic_factors(element, s, energy_ev, f"{field_prefix}material")
+            cache[element] = _atomic_factors(element, s, energy_ev)
         a0, ah = cache[element]
         b = (
             debye_waller_b.get(element, 0.0)
@@ -199,8 +184,8 @@ def structure_factors(
         f_h += ah * complex(np.exp(1j * phase))
         f_mh += ah * complex(np.exp(-1j * phase))
     if abs(f_h) < _FORBIDDEN_RATIO * abs(f_0):
-        raise DyncdiError(
-            f"{field_prefix}hkl",
+        raise ForbiddenReflectionError(
+            "hkl",
             f"reflection {list(hkl)} is forbidden in {structure.name} (|F_h| ~ 0)",
             "choose an allowed reflection",
         )
@@ -213,14 +198,11 @@ def susceptibility(
     energy_kev: float,
     *,
     debye_waller_b: float | Mapping[str, float] = 0.0,
-    field_prefix: str = "",
 ) -> Susceptibility:
     """chi0, chih, chihbar of a reflection at an energy (keV), from xraydb form factors."""
-    structure = _structure(material, f"{field_prefix}material")
-    bragg_angle_rad(structure, hkl, energy_kev, field_prefix=field_prefix)
-    f_0, f_h, f_mh = structure_factors(
-        structure, hkl, energy_kev, debye_waller_b=debye_waller_b, field_prefix=field_prefix
-    )
+    structure = _structure(material)
+    bragg_angle_rad(structure, hkl, energy_kev)
+    f_0, f_h, f_mh = structure_factors(structure, hkl, energy_kev, debye_waller_b=debye_waller_b)
     wavelength = HC_KEV_NM / energy_kev
     volume = structure.lattice_constant_nm**3
     scale = -R_E_NM * wavelength**2 / (np.pi * volume)
@@ -237,26 +219,23 @@ def bragg_case(
     polarisation: str = "sigma",
     chi: Susceptibility | None = None,
     debye_waller_b: float | Mapping[str, float] = 0.0,
-    field_prefix: str = "",
 ) -> BraggCase:
     """A validated BraggCase; chi, when given, replaces the database susceptibilities."""
-    structure = _structure(material, f"{field_prefix}material")
-    hkl = _checked_hkl(structure, hkl, f"{field_prefix}hkl")
+    structure = _structure(material)
+    hkl = _checked_hkl(structure, hkl)
     if polarisation not in ("sigma", "pi"):
-        raise DyncdiError(f"{field_prefix}polarisation", repr(polarisation), "use sigma or pi")
-    theta = bragg_angle_rad(structure, hkl, energy_kev, field_prefix=field_prefix)
+        raise ParameterError("polarisation", repr(polarisation), "use sigma or pi")
+    theta = bragg_angle_rad(structure, hkl, energy_kev)
     if chi is None:
-        chi = susceptibility(
-            structure, hkl, energy_kev, debye_waller_b=debye_waller_b, field_prefix=field_prefix
-        )
+        chi = susceptibility(structure, hkl, energy_kev, debye_waller_b=debye_waller_b)
     else:
         chi = Susceptibility(complex(chi.chi0), complex(chi.chih), complex(chi.chihbar))
         if chi.chih * chi.chihbar == 0:
-            raise DyncdiError(f"{field_prefix}chi", "chih or chihbar is zero", "give both")
+            raise ParameterError("chi", "chih or chihbar is zero", "give both")
     case = BraggCase(chi, HC_KEV_NM / energy_kev, theta, polarisation)
     if case.polarisation_factor < 1e-3:
-        raise DyncdiError(
-            f"{field_prefix}polarisation",
+        raise ParameterError(
+            "polarisation",
             f"pi polarisation at 2 thetaB = {np.degrees(2 * theta):.2f} deg does not diffract",
             "use sigma polarisation or another energy",
         )

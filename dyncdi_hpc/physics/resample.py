@@ -1,11 +1,11 @@
 """One crystal seen by several reflections: orientation and differentiable resampling.
 
-Frames (fixed here, used by data/simulate_multi.py and recon/multi.py):
+Frames (fixed here, used by data/simulate_multi.py, recon/joint.py and the multi package):
 
 * Sample frame (x, y, z) in nm, common to every reflection: the crystal's cubic axes
   [100], [010], [001]. A reflection hkl has the scattering vector h = 2 pi hkl / a (nm^-1)
   there, and the displacement field u(r) (nm) and the strain tensor are given in it. The
-  common orthogonal grid is analysis.frames.SampleGrid (voxel i at (i - n // 2) * voxel_nm).
+  common orthogonal grid is frames.SampleGrid (voxel i at (i - n // 2) * voxel_nm).
 * Reflection frame j: geometry.py's frame of reflection j's scan (z along h_j, x in the
   scattering plane, y along the rocking axis), in which its conjugate grid lives
   (Geometry.real_basis). For the scan the crystal is turned so that h_j satisfies the Bragg
@@ -27,28 +27,22 @@ JAX derives), and jit-friendly because the plan is traced data, not a static arg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import DyncdiError
+from ..errors import ParameterError
+from .frames import SampleGrid, conjugate_indices
 from .geometry import Geometry
 from .lattice import check_reflection, crystal
 
 REFERENCE_DIRECTION = np.array([0.0, 0.0, 1.0])  # [001]: its projection normal to h is e_x0
 FALLBACK_DIRECTION = np.array([1.0, 0.0, 0.0])  # [100], used when h is along [001]
-
-
-class SampleGrid(Protocol):
-    """An orthogonal sample-frame grid (analysis.frames.SampleGrid; physics imports nothing
-    above it): shape (nx, ny, nz), isotropic voxel (nm), voxel i at (i - n // 2) * voxel_nm."""
-
-    shape: tuple[int, int, int]
-    voxel_nm: float
-
-    def positions_nm(self) -> np.ndarray: ...
+# smallest singular value of the unit-h matrix, relative to the largest, below which the
+# reflections count as coplanar (1e-6 allows for rounding of exactly coplanar vectors only)
+COPLANAR_TOLERANCE = 1e-6
 
 
 class ResamplePlan(NamedTuple):
@@ -97,38 +91,74 @@ class Reflection:
 
 
 def check_reflections(reflections: tuple[Reflection, ...], field: str = "reflections") -> None:
-    """Raise a DyncdiError unless the reflections are allowed ones of one crystal at one energy.
+    """Raise a ParameterError unless the reflections are allowed ones of one crystal at one
+    energy.
 
     Runs before anything is computed: an unknown material, a forbidden or null hkl, a material
     or energy that differs from the first reflection's, or a repeated reflection.
     """
     if len(reflections) < 1:
-        raise DyncdiError(field, "no reflection given", "give at least one reflection")
+        raise ParameterError(field, "no reflection given", "give at least one reflection")
     first = reflections[0].geometry
     seen: dict[tuple[int, int, int], int] = {}
     for j, reflection in enumerate(reflections):
         g = reflection.geometry
         check_reflection(crystal(g.material, f"{field}[{j}].material"), g.hkl, f"{field}[{j}].hkl")
         if g.material != first.material:
-            raise DyncdiError(
+            raise ParameterError(
                 f"{field}[{j}].material",
                 f"{g.material!r} differs from {first.material!r} of {field}[0]: "
                 "the reflections must come from one crystal",
                 f"use {first.material!r} for every reflection",
             )
         if not np.isclose(g.energy_kev, first.energy_kev, rtol=1e-9, atol=0.0):
-            raise DyncdiError(
+            raise ParameterError(
                 f"{field}[{j}].energy_kev",
                 f"{g.energy_kev} keV differs from {first.energy_kev} keV of {field}[0]",
                 "give every reflection the same energy (one beam, one crystal)",
             )
         if g.hkl in seen:
-            raise DyncdiError(
+            raise ParameterError(
                 f"{field}[{j}].hkl",
                 f"{list(g.hkl)} repeats {field}[{seen[g.hkl]}]",
                 "give each reflection once",
             )
         seen[g.hkl] = j
+
+
+def reflection_rank(h_vectors: np.ndarray) -> int:
+    """Number of independent directions among the scattering vectors h_j, (J, 3) nm^-1."""
+    h = np.asarray(h_vectors, float)
+    if h.size == 0:
+        return 0
+    unit = h / np.linalg.norm(h, axis=1, keepdims=True)
+    s = np.linalg.svd(unit, compute_uv=False)
+    return int(np.sum(s > COPLANAR_TOLERANCE * s[0]))
+
+
+def check_tensor_determined(h_vectors: np.ndarray, field: str = "reflections") -> None:
+    """Raise a ParameterError unless the h_j (J, 3) span 3D (>= 3 non-coplanar reflections)."""
+    h = np.asarray(h_vectors, float).reshape(-1, 3)
+    rank = reflection_rank(h)
+    if rank < 3:
+        what = "collinear" if rank == 1 else "coplanar"
+        detail = f"{len(h)} reflection(s)" if len(h) < 3 else f"the {len(h)} reflections are {what}"
+        raise ParameterError(
+            field,
+            f"{detail} (rank {rank}): the displacement vector and the strain tensor are "
+            "underdetermined",
+            "add reflections until three are non-coplanar, e.g. 111, -111 and 002 for fcc",
+        )
+
+
+def check_reflection_set(
+    reflections: tuple[Reflection, ...], want_tensor: bool, field: str = "reflections"
+) -> None:
+    """Validate a multi-reflection set before anything runs (check_reflections, and >= 3
+    non-coplanar reflections when the strain tensor is asked for)."""
+    check_reflections(reflections, field)
+    if want_tensor:
+        check_tensor_determined(np.stack([r.h_nm for r in reflections]), field)
 
 
 def conjugate_positions_sample_nm(geometry: Geometry, rotation: np.ndarray) -> np.ndarray:
@@ -171,9 +201,7 @@ def conjugate_to_sample_plan(
     geometry: Geometry, grid: SampleGrid, rotation: np.ndarray
 ) -> ResamplePlan:
     """Plan from reflection geometry's conjugate grid (N0, N1, N2) onto the sample grid."""
-    p = grid.positions_nm().reshape(-1, 3) @ np.asarray(rotation).T  # reflection frame
-    m = np.linalg.solve(geometry.real_basis, p.T) + (np.asarray(geometry.shape) // 2)[:, None]
-    return trilinear_plan(m.reshape(3, *grid.shape), geometry.shape)
+    return trilinear_plan(conjugate_indices(geometry, grid, rotation), geometry.shape)
 
 
 def resample(volume: jax.Array, plan: ResamplePlan) -> jax.Array:

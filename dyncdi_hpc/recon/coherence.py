@@ -10,7 +10,7 @@ periodic, computed as a product with the Gaussian's transfer function on the rea
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,8 @@ MIN_WIDTH = 0.05
 MAX_WIDTH_FRACTION = 0.25
 
 
-class CoherenceFit(NamedTuple):
+@dataclass(frozen=True)
+class CoherenceFit:
     """Static schedule of the width fit in ER/HIO/RAAR: every and from which iteration, LM steps."""
 
     every: int
@@ -56,7 +57,8 @@ def blur(intensity: jax.Array, widths: jax.Array) -> jax.Array:
     decades down, and a modulus constraint divides by them: the result is floored at the
     bound every non-negative intensity obeys, the central weight times the intensity itself.
     """
-    spectrum = jnp.fft.rfftn(intensity) * transfer(intensity.shape, widths)
+    spectrum = jnp.fft.rfftn(intensity)
+    spectrum = spectrum * transfer(intensity.shape, widths).astype(spectrum.dtype)
     smooth = jnp.fft.irfftn(spectrum, s=intensity.shape)
     return jnp.maximum(smooth, central_weight(intensity.shape, widths) * intensity)
 

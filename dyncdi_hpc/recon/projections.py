@@ -9,14 +9,16 @@ Partial coherence is a static switch: off, the compiled loop is the fully cohere
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ..physics.kinematic import far_field
+from ..config.recipe import ALGORITHMS
+from ..physics.kinematical import far_field
+from ..physics.objects import cis, complex_dtype
 from .coherence import CoherenceFit, blur, fit_widths
-from .recipe import ALGORITHMS
 
 
 class PRState(NamedTuple):
@@ -31,7 +33,8 @@ class PRState(NamedTuple):
     widths: jax.Array | None = None
 
 
-class ShrinkWrapParams(NamedTuple):
+@dataclass(frozen=True)
+class ShrinkWrapParams:
     """Shrink-wrap schedule: every (iterations), threshold (of max), sigmas (voxels), and the
     first iteration at which the support may change."""
 
@@ -42,13 +45,20 @@ class ShrinkWrapParams(NamedTuple):
     start: int = 0
 
 
+def masked(psi: jax.Array, support: jax.Array) -> jax.Array:
+    """psi inside the support (bool) and +0 outside (a select: a product with the mask would
+    leave signed zeros, whose angle, the AD start's phase, is pi)."""
+    return jnp.where(support, psi, 0)
+
+
 def modulus_projection(psi: jax.Array, amplitude: jax.Array, measured: jax.Array) -> jax.Array:
     """Replace the far-field modulus by the measured one where measured; keep the phase."""
     f = far_field(psi)
-    # a real scale on re and im: a complex/real division would become a full complex division
+    # scale by a real factor (cast to f's dtype): dividing by the complex modulus would be a
+    # full complex division
     power = f.real**2 + f.imag**2
     scale = jnp.where(measured, amplitude * jax.lax.rsqrt(jnp.maximum(power, 1e-30)), 1.0)
-    return jnp.fft.ifftn(f * scale.astype(f.real.dtype), norm="ortho")
+    return jnp.fft.ifftn(f * scale.astype(f.dtype), norm="ortho")
 
 
 def partial_modulus_projection(
@@ -61,7 +71,7 @@ def partial_modulus_projection(
     f = far_field(psi)
     model = blur(f.real**2 + f.imag**2, widths)
     scale = jnp.where(measured, amplitude * jax.lax.rsqrt(jnp.maximum(model, 1e-30)), 1.0)
-    return jnp.fft.ifftn(f * scale.astype(f.real.dtype), norm="ortho")
+    return jnp.fft.ifftn(f * scale.astype(f.dtype), norm="ortho")
 
 
 def gaussian_blur(x: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -69,7 +79,8 @@ def gaussian_blur(x: jax.Array, sigma: jax.Array) -> jax.Array:
     freqs = jnp.meshgrid(*[jnp.fft.fftfreq(n) for n in x.shape], indexing="ij")
     f2 = sum(f**2 for f in freqs)
     kernel = jnp.exp(-2.0 * (jnp.pi * sigma) ** 2 * f2)
-    return jnp.fft.ifftn(jnp.fft.fftn(x) * kernel).real
+    spectrum = jnp.fft.fftn(x)
+    return jnp.fft.ifftn(spectrum * kernel.astype(spectrum.dtype)).real
 
 
 def shrink_wrap(psi: jax.Array, sigma: jax.Array, threshold: float) -> jax.Array:
@@ -101,11 +112,11 @@ def random_start(key: jax.Array, amplitude: jax.Array, measured: jax.Array) -> P
     """Measured amplitudes with random phases, back-propagated; autocorrelation support."""
     phases = jax.random.uniform(key, amplitude.shape, minval=0.0, maxval=2 * jnp.pi)
     known = jnp.where(measured, amplitude, 0.0)
-    psi = jnp.fft.ifftn(known * jnp.exp(1j * phases), norm="ortho").astype(
-        jnp.result_type(amplitude.dtype, jnp.complex64)
-    )
+    psi = jnp.fft.ifftn(
+        known.astype(complex_dtype(known.dtype)) * cis(phases), norm="ortho"
+    ).astype(complex_dtype(amplitude.dtype))
     support = autocorrelation_support(known)
-    return PRState(psi * support, support, jnp.asarray(0, jnp.int32))
+    return PRState(masked(psi, support), support, jnp.asarray(0, jnp.int32))
 
 
 @jax.jit(static_argnames=("shrinkwrap", "coherence"))
@@ -146,7 +157,8 @@ def run_block(
             active = s.iteration >= coherence.start
             widths = jnp.where(active, s.widths, 0.0)
             p = partial_modulus_projection(s.psi, amplitude, measured, widths)
-        psi = jnp.where(s.support, p, coefficients[0] * s.psi + coefficients[1] * p)
+        c = coefficients.astype(s.psi.dtype)
+        psi = jnp.where(s.support, p, c[0] * s.psi + c[1] * p)
         it = s.iteration + 1
         frac = jnp.clip(it / jnp.maximum(total_iter, 1), 0.0, 1.0)
         sigma = shrinkwrap.sigma_start + frac * (shrinkwrap.sigma_end - shrinkwrap.sigma_start)
@@ -159,7 +171,9 @@ def run_block(
         if coherence is not None:
             widths = jax.lax.cond(
                 (it % coherence.every == 0) & (it >= coherence.start),
-                lambda: _refit_widths(psi * s.support, amplitude, measured, s.widths, coherence),
+                lambda: _refit_widths(
+                    masked(psi, s.support), amplitude, measured, s.widths, coherence
+                ),
                 lambda: s.widths,
             )
         return PRState(psi, support, it, widths)

@@ -1,11 +1,20 @@
-"""Regularisers on the crystal parameters, composed into the objective with their weights."""
+"""Regularisers, composed into an objective as (weight, function) pairs.
+
+A fit keeps its terms static (a tuple of functions, part of its hashable configuration) and
+their weights traced (a tuple of arrays in its Hyper), so a sweep over weights compiles once;
+a term whose weight is 0 is left out of the tuple, not computed.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from ..physics.kinematic import CrystalParams, shape_of
+from ..physics.objects import CrystalParams, shape_of
+
+Regulariser = Callable[..., jax.Array]
 
 
 def total_variation(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -19,5 +28,15 @@ def shape_tv(params: CrystalParams) -> jax.Array:
     return total_variation(shape_of(params))
 
 
-# name -> function of the (confined) crystal; its weight is Hyper.<name>_weight
-REGULARISERS = {"tv": shape_tv}
+# the single-crystal fit's terms by the name of their weight in ReconParams (<name>_weight)
+REGULARISERS: dict[str, Regulariser] = {"tv": shape_tv}
+
+
+def regularised(
+    loss: jax.Array, terms: Sequence[Regulariser], weights: Sequence[jax.Array], *args
+) -> jax.Array:
+    """loss + sum_k weights[k] * terms[k](*args)."""
+    total = loss
+    for weight, term in zip(weights, terms, strict=True):
+        total = total + weight * term(*args)
+    return total

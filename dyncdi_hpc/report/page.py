@@ -16,9 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.dataset import from_xarray
-from ..export import sample_frame
+from ..data.measurement import Measurement, read_measurement
+from ..physics.dynamical import DynamicalOptions, support_box
+from ..physics.kinematical import centred_far_field
+from ..physics.models import Nuisance, forward_model
+from ..physics.objects import CrystalParams, logits_of
+from ..store.groups import complex_object
 from ..store.zarr_store import Store
+from .export import sample_frame
 from .figures import (
     intensity_figure,
     isosurface_figure,
@@ -60,12 +65,34 @@ def _figure(path: Path, caption: str) -> str:
     )
 
 
-def modelled_intensity(obj: np.ndarray, measured: np.ndarray, mask: np.ndarray | None):
-    """|DFT(obj)|^2 (peak-centred, unitary) scaled to the measured counts (least squares)."""
-    model = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(obj), norm="ortho"))) ** 2
+def modelled_intensity(
+    obj: np.ndarray,
+    measured: np.ndarray,
+    mask: np.ndarray | None,
+    model: str = "kinematical",
+    m: Measurement | None = None,
+    offset_rad: float = 0.0,
+) -> np.ndarray:
+    """The intensity of a centred object (N0, N1, N2) under the forward model it was fitted
+    with, peak-centred and scaled to the measured counts (least squares). The dynamical model
+    (m's geometry, the members' rocking offset) marches the box of the object's support."""
+    if model == "kinematical" or m is None:
+        intensity = np.abs(centred_far_field(obj)) ** 2
+    else:
+        amplitude = np.abs(obj) / max(float(np.abs(obj).max()), 1e-30)
+        crystal = CrystalParams(
+            np.asarray(logits_of(np.clip(amplitude, 0.0, 1.0 - 1e-6)), np.float32),
+            np.asarray(np.angle(obj), np.float32),
+        )
+        box = support_box(amplitude > 0.1, margin=2)
+        forward = forward_model(model, options=DynamicalOptions(box=box))
+        nuisance = Nuisance(np.float32(offset_rad))
+        intensity = np.fft.fftshift(np.asarray(forward(crystal, m.geometry, nuisance), float))
     valid = np.ones(measured.shape, bool) if mask is None else ~mask
-    scale = float(np.sum(measured[valid] * model[valid]) / max(np.sum(model[valid] ** 2), 1e-300))
-    return scale * model
+    scale = float(
+        np.sum(measured[valid] * intensity[valid]) / max(np.sum(intensity[valid] ** 2), 1e-300)
+    )
+    return scale * intensity
 
 
 def _member_states(attrs: dict) -> dict[str, str]:
@@ -94,18 +121,13 @@ def _centre(support: np.ndarray) -> tuple[int, ...]:
     return tuple(round(float(c)) for c in np.argwhere(support).mean(axis=0))
 
 
-def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, str]]:
-    attrs = store.merged_attrs(key)
-    dataset = attrs["dataset"]
-    merged = store.read_merged(key)
-    m = from_xarray(store.read_input(dataset), f"inputs.{dataset}")
-    obj = merged["amplitude"].values * np.exp(1j * merged["phase"].values)
-    parts = [f"<h2>{html.escape(key)}</h2>"]
+def _merged_summary(attrs: dict) -> list[str]:
+    """The merged group's members, outliers and comparison with the truth, as paragraphs."""
     n_sel = len(attrs.get("selected", attrs["members"]))
-    parts.append(
+    parts = [
         f"<p>Merged {len(attrs['members'])} of {n_sel} selected results "
         f"({attrs['candidates']} candidates; rule {html.escape(json.dumps(attrs['rule']))}).</p>"
-    )
+    ]
     if attrs.get("outliers"):
         rows = [
             {
@@ -125,22 +147,43 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
             f"<p>Against the ground truth: phase RMS {v['phase_rms_rad']:.4f} rad inside the "
             f"true support, support Dice {v['support_dice']:.3f}{strain}.</p>"
         )
-    model = modelled_intensity(obj, m.intensity, m.mask)
+    return parts
+
+
+def _members_offset(store: Store, attrs: dict) -> float:
+    """Median absolute rocking offset (rad) the merged members fitted (0 when none did)."""
+    offsets = [store.result_attrs(t)["metrics"].get("rocking_offset_rad") for t in attrs["members"]]
+    offsets = [o for o in offsets if o is not None]
+    return float(np.median(offsets)) if offsets else 0.0
+
+
+def _intensity_part(store: Store, key: str, attrs: dict, obj: np.ndarray, m, out: Path) -> str:
+    model_name = attrs.get("model", "kinematical")
+    model = modelled_intensity(
+        obj, m.intensity, m.mask, model_name, m, _members_offset(store, attrs)
+    )
     png = intensity_figure(
         out / f"{key}-intensity.png",
         m.intensity,
         model,
         m.mask,
-        f"{key}: measured vs modelled |FFT(merged object)|^2 (scaled)",
+        f"{key}: measured vs modelled intensity ({model_name} model of the merged object, scaled)",
     )
-    parts.append(_figure(png, "Measured and modelled intensity, central detector-frame slices"))
+    return _figure(png, "Measured and modelled intensity, central detector-frame slices")
 
+
+def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> list[str]:
+    """Amplitude, phase, displacement and strain in the sample frame, their uncertainty maps
+    and the support-probability isosurface."""
     s = sample_frame(store, key)
     axes_nm = [s[d].values for d in ("x", "y", "z")]
     support = s["support"].values
     centre = _centre(support)
     limits = _limits(support, axes_nm)
-    inside = lambda name: np.where(support, s[name].values, np.nan)  # noqa: E731
+
+    def inside(name: str) -> np.ndarray:
+        return np.where(support, s[name].values, np.nan)
+
     amp_max = float(np.nanmax(s["amplitude"].values)) or 1.0
     strain = inside("strain")
     lim = float(np.nanpercentile(np.abs(strain), 98)) if np.isfinite(strain).any() else 1e-3
@@ -152,16 +195,9 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
         ("displacement along h", disp, "coolwarm", "nm", -dlim, dlim),
         ("strain along h", strain, "RdBu_r", "strain (1)", -lim, lim),
     ]
-    png = sample_slices_figure(
-        out / f"{key}-object.png",
-        fields,
-        axes_nm,
-        centre,
-        f"{key}: merged object in the sample frame (z along h)",
-        limits,
-    )
-    parts.append(_figure(png, "Amplitude, phase, displacement and strain along h"))
-
+    title = f"{key}: merged object in the sample frame (z along h)"
+    png = sample_slices_figure(out / f"{key}-object.png", fields, axes_nm, centre, title, limits)
+    parts = [_figure(png, "Amplitude, phase, displacement and strain along h")]
     spreads = [
         (f"{what} {kind}", inside(f"{var}_{suffix}"), "magma", units, 0.0, None)
         for suffix, kind in (("std", "std over members"), ("sem", "bootstrap std. error"))
@@ -174,16 +210,11 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
         if f"{var}_{suffix}" in s
     ]
     if spreads:
+        title = f"{key}: voxel-wise uncertainty ({n_members} members)"
         png = sample_slices_figure(
-            out / f"{key}-uncertainty.png",
-            spreads,
-            axes_nm,
-            centre,
-            f"{key}: voxel-wise uncertainty ({len(attrs['members'])} members)",
-            limits,
+            out / f"{key}-uncertainty.png", spreads, axes_nm, centre, title, limits
         )
         parts.append(_figure(png, "Uncertainty maps inside the support"))
-
     png = isosurface_figure(
         out / f"{key}-support.png",
         s["support_probability"].values,
@@ -192,24 +223,50 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
         f"{key}: support probability = 0.5",
     )
     parts.append(_figure(png, "Isosurface of the support probability (sample frame)"))
+    return parts
 
+
+def _prtf_part(key: str, merged, attrs: dict, out: Path) -> str:
+    res = attrs.get("resolution", {})
+    png = prtf_figure(
+        out / f"{key}-prtf.png",
+        merged["q_shell"].values,
+        merged["prtf"].values,
+        res.get("prtf_resolution_nm"),
+        bool(res.get("limited_by_data")),
+        f"{key}: phase-retrieval transfer function",
+    )
+    note = " (limited by the extent of the data)" if res.get("limited_by_data") else ""
+    resolution = res.get("prtf_resolution_nm", float("nan"))
+    return _figure(png, f"PRTF: resolution {resolution:.0f} nm{note}")
+
+
+def _provenance_part(store: Store, dataset: str, attrs: dict) -> str:
+    input_attrs = store.input_attrs(dataset)
+    prov = {
+        "input source": input_attrs.get("source"),
+        "input geometry": input_attrs.get("geometry"),
+        "input load record": input_attrs.get("provenance", {}).get("load"),
+        "merged provenance": attrs.get("provenance"),
+    }
+    return (
+        "<details><summary>Provenance</summary><pre>"
+        + html.escape(json.dumps(prov, indent=1, default=str))
+        + "</pre></details>"
+    )
+
+
+def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, str]]:
+    attrs = store.merged_attrs(key)
+    dataset = attrs["dataset"]
+    merged = store.read_merged(key)
+    m = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
+    obj = complex_object(merged)
+    parts = [f"<h2>{html.escape(key)}</h2>", *_merged_summary(attrs)]
+    parts.append(_intensity_part(store, key, attrs, obj, m, out))
+    parts += _sample_frame_parts(store, key, len(attrs["members"]), out)
     if "prtf" in merged:
-        res = attrs.get("resolution", {})
-        png = prtf_figure(
-            out / f"{key}-prtf.png",
-            merged["q_shell"].values,
-            merged["prtf"].values,
-            res.get("prtf_resolution_nm"),
-            bool(res.get("limited_by_data")),
-            f"{key}: phase-retrieval transfer function",
-        )
-        note = " (limited by the extent of the data)" if res.get("limited_by_data") else ""
-        parts.append(
-            _figure(
-                png, f"PRTF: resolution {res.get('prtf_resolution_nm', float('nan')):.0f} nm{note}"
-            )
-        )
-
+        parts.append(_prtf_part(key, merged, attrs, out))
     if m.truth is not None:
         png = object_figure(
             out / f"{key}-truth.png",
@@ -220,18 +277,7 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
             title=f"{key}: merged vs ground truth (conjugate grid)",
         )
         parts.append(_figure(png, "Merged object vs ground truth, detector-conjugate grid"))
-    input_attrs = store.input_attrs(dataset)
-    prov = {
-        "input source": input_attrs.get("source"),
-        "input geometry": input_attrs.get("geometry"),
-        "input load record": input_attrs.get("provenance", {}).get("load"),
-        "merged provenance": attrs.get("provenance"),
-    }
-    parts.append(
-        "<details><summary>Provenance</summary><pre>"
-        + html.escape(json.dumps(prov, indent=1, default=str))
-        + "</pre></details>"
-    )
+    parts.append(_provenance_part(store, dataset, attrs))
     return "".join(parts), _member_states(attrs)
 
 

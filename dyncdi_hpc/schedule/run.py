@@ -10,20 +10,14 @@ from distributed import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..config import SweepSpec
+from .. import inputs
+from ..config import SweepSpec, TaskSpec
+from ..merge.generations import next_generation
 from ..store.zarr_store import Store
-from ..sweep import (
-    Plan,
-    build_inputs,
-    check_multi_sets,
-    expand,
-    next_generation,
-    plan,
-    source_fingerprint,
-    write_inputs,
-)
-from ..task import TaskSpec, run_task
-from .cluster import load_profile, start_cluster
+from ..sweep import Plan, expand, plan
+from ..task import run_task
+from .cluster import start_cluster
+from .profiles import load_profile
 
 
 @dataclass
@@ -103,19 +97,18 @@ def _close(client) -> None:
 def plan_sweep(
     spec: SweepSpec, store_path: Path, retry_failed: bool = False, write: bool = True
 ) -> tuple[Store | None, Plan]:
-    """Validate inputs and multi sets (writing the inputs when write=True; a multi set's
-    simulated datasets too) and split the tasks by what is done."""
+    """Resolve and validate every dataset and multi set (inputs.resolve), write the inputs the
+    store lacks when write=True (a multi set's simulated datasets too), and split the tasks by
+    what is done. With write=False nothing is simulated or written."""
     existing = Store.open(store_path) if (Path(store_path) / "zarr.json").is_file() else None
-    check_multi_sets(spec, existing)
+    resolved = inputs.resolve(spec, existing)
+    store = existing
     if write:
         Store.check_writable(store_path)
-        built = build_inputs(spec, existing)
+        groups = inputs.build(spec, resolved, existing)
         store = Store.create(store_path)
-        fingerprints = write_inputs(store, built)
-    else:
-        store = existing
-        fingerprints = {name: source_fingerprint(spec, name, store) for name in spec.datasets}
-    tasks = expand(spec, fingerprints)
+        inputs.write(store, groups)
+    tasks = expand(spec, inputs.fingerprints(resolved))
     return store, plan(tasks, store, retry_failed)
 
 
@@ -133,7 +126,7 @@ def run_sweep(
     [-> multi-reflection sets] -> report. A rerun skips every task already in the store,
     generation by generation, and every multi set whose inputs and merged members are the same."""
     from ..merge.combine import merge_store
-    from ..multi_stage import run_multi_stage
+    from ..multi.stage import run_multi_stage
     from ..report.page import write_report
 
     console = console or Console(stderr=True)

@@ -32,3 +32,30 @@ def status_rows(store: Store) -> tuple[list[tuple], Counter]:
     if expected is not None and expected > len(rows):
         counts["pending"] = expected - len(rows)
     return rows, counts
+
+
+def truth_phase_rms(attrs: dict) -> float | None:
+    """A merged group's phase RMS against the simulated truth (rad), or None without a truth."""
+    v = attrs.get("vs_truth") or {}
+    return v.get("phase_rms_rad")
+
+
+def merged_line(key: str, attrs: dict) -> str:
+    """'merged/<key>: n of m results[, phase RMS vs truth x rad]'."""
+    rms = truth_phase_rms(attrs)
+    extra = f", phase RMS vs truth {rms:.3f} rad" if rms is not None else ""
+    return f"merged/{key}: {len(attrs['members'])} of {attrs['candidates']} results{extra}"
+
+
+def multi_vs_truth_text(attrs: dict) -> str:
+    """' (vs truth, RMS / largest range: joint u ..., independent u ...)' or ''."""
+    v = attrs.get("vs_truth") or {}
+    parts = []
+    for route in ("joint", "independent"):
+        if route not in v:
+            continue
+        text = f"{route} u {v[route]['u_rms_over_range_max']:.4f}"
+        if "strain_rms_over_range" in v[route]:
+            text += f", strain {v[route]['strain_rms_over_range']:.3f}"
+        parts.append(text)
+    return f" (vs truth, RMS / largest range: {'; '.join(parts)})" if parts else ""

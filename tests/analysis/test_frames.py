@@ -4,10 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from dyncdi_hpc.analysis.frames import conjugate_indices, sample_grid, to_sample_frame
+from dyncdi_hpc.analysis.frames import to_sample_frame
 from dyncdi_hpc.config import CrystalConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate import crystal_shape, simulate
-from dyncdi_hpc.merge.align import align, dice, support_of
+from dyncdi_hpc.merge.align import align, dice
+from dyncdi_hpc.physics.frames import conjugate_indices, sample_grid
+from dyncdi_hpc.physics.objects import support_of
 from dyncdi_hpc.recon.pipeline import reconstruct
 from tests.conftest import GEOMETRY_32
 

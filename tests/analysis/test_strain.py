@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from dyncdi_hpc.analysis.frames import sample_grid, to_sample_frame
+from dyncdi_hpc.analysis.frames import to_sample_frame
 from dyncdi_hpc.analysis.strain import displacement_along_h, strain_along_h
+from dyncdi_hpc.physics.frames import sample_grid
 
 EPS = 1e-3
 

@@ -4,18 +4,16 @@ import numpy as np
 import pytest
 from scipy.ndimage import shift
 
-from dyncdi_hpc.analysis.frames import SampleGrid
+from dyncdi_hpc.analysis.registration import remove_translation
 from dyncdi_hpc.analysis.strain_tensor import (
-    check_tensor_determined,
     displacement_errors,
     least_squares_displacement,
-    reflection_rank,
-    remove_translation,
     strain_dataset,
     strain_tensor,
 )
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.physics.resample import h_vector_nm
+from dyncdi_hpc.physics.frames import SampleGrid
+from dyncdi_hpc.physics.resample import check_tensor_determined, h_vector_nm, reflection_rank
 
 GRID = SampleGrid((10, 12, 9), 50.0)
 

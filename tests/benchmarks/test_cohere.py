@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from benchmarks import BENCHMARKS, PLOTS
 from benchmarks import cohere as bench
-from dyncdi_hpc.recon.recipe import parse_recipe
+from dyncdi_hpc.config import parse_recipe
 
 
 def test_registered() -> None:

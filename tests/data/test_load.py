@@ -9,8 +9,9 @@ import tifffile
 import yaml
 
 from dyncdi_hpc.config import DisplacementConfig
-from dyncdi_hpc.data.dataset import from_xarray
-from dyncdi_hpc.data.load import LoadWarning, fft_friendly, load_scan
+from dyncdi_hpc.data.load import load_scan
+from dyncdi_hpc.data.measurement import read_measurement
+from dyncdi_hpc.data.prepare import LoadWarning, fft_friendly
 from dyncdi_hpc.data.simulate import simulate
 from dyncdi_hpc.errors import DyncdiError
 from dyncdi_hpc.store.zarr_store import Store
@@ -101,7 +102,7 @@ def test_every_format_loads_into_identical_stores(counts, tmp_path):
         assert ds.identical(ref.assign_attrs(ds.attrs)), name
         assert "mask" not in ds
     assert ref.attrs["source"]["format"] == "cxi"
-    m = from_xarray(ref, "inputs.xtal")
+    m = read_measurement(ref, "inputs.xtal")
     assert m.geometry == G.build()
 
 
@@ -170,7 +171,7 @@ def test_nan_saturated_and_masked_pixels_are_masked_and_recorded(counts, tmp_pat
     assert any("1 NaN" in w for w in warned)
     assert any("1 saturated" in w for w in warned)
     assert any("32 pixels masked by the file's mask" in w for w in warned)
-    from_xarray(ds, "inputs.x")  # the masked input validates
+    read_measurement(ds, "inputs.x")  # the masked input validates
 
 
 def test_non_integer_counts_warn(counts, tmp_path):

@@ -59,8 +59,10 @@ def test_ellipsoid_without_displacement(geometry32):
 
 def test_a_dataset_simulated_with_the_dynamical_model_records_its_rocking_offset():
     from dyncdi_hpc.config import GeometryConfig
-    from dyncdi_hpc.data.dataset import from_xarray, simulated_input
-    from dyncdi_hpc.data.simulate_dynamical import refraction_shift_rad, simulate_dynamical
+    from dyncdi_hpc.data.measurement import read_measurement
+    from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical
+    from dyncdi_hpc.inputs import simulated_input
+    from dyncdi_hpc.physics.dynamical import refraction_shift_rad
 
     geometry = GeometryConfig(
         energy_kev=9.0,
@@ -74,7 +76,7 @@ def test_a_dataset_simulated_with_the_dynamical_model_records_its_rocking_offset
     built = geometry.build()
     assert ds.attrs["truth_rocking_offset_rad"] == pytest.approx(refraction_shift_rad(built))
     expected = simulate_dynamical(cfg, built).data.intensity
-    np.testing.assert_allclose(from_xarray(ds, "x").intensity, expected, rtol=1e-6)
+    np.testing.assert_allclose(read_measurement(ds, "x").intensity, expected, rtol=1e-6)
     kinematical = simulated_input(cfg, "datasets.thin")
     assert ds.attrs["fingerprint"] != kinematical.attrs["fingerprint"]
-    assert not np.allclose(from_xarray(kinematical, "x").intensity, expected, rtol=0.05)
+    assert not np.allclose(read_measurement(kinematical, "x").intensity, expected, rtol=0.05)

@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dyncdi_hpc.analysis.frames import SampleGrid
 from dyncdi_hpc.config import CrystalConfig
 from dyncdi_hpc.data.simulate_multi import VectorDisplacement, displacement_field, simulate_multi
 from dyncdi_hpc.errors import DyncdiError
+from dyncdi_hpc.physics.frames import SampleGrid
 from dyncdi_hpc.physics.resample import Reflection, resample, sample_to_conjugate_plan
 from tests.conftest import GEOMETRY_32
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dyncdi_hpc.errors import DyncdiError
+from dyncdi_hpc.errors import DyncdiError, field_path
 from dyncdi_hpc.physics.geometry import make_geometry
 
 BASE = dict(
@@ -55,7 +55,8 @@ def test_detector_voxel_size_is_lambda_distance_over_aperture():
     ],
 )
 def test_bad_geometry_names_the_field(change, field, words):
-    with pytest.raises(DyncdiError) as err:
+    # physics names the parameter; the edge that read the geometry attaches its path
+    with pytest.raises(DyncdiError) as err, field_path("geometry"):
         make_geometry(**{**BASE, **change})
     assert err.value.field == field
     assert words in str(err.value)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.physics.geometry import HC_KEV_NM
-from dyncdi_hpc.physics.lattice import CRYSTALS, CrystalStructure
+from dyncdi_hpc.physics.lattice import CRYSTALS, HC_KEV_NM, CrystalStructure
 from dyncdi_hpc.physics.materials import (
     R_E_NM,
     Susceptibility,

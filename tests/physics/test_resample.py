@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from dyncdi_hpc.analysis.frames import SampleGrid, sample_grid, to_sample_frame
+from dyncdi_hpc.analysis.frames import to_sample_frame
 from dyncdi_hpc.errors import DyncdiError
+from dyncdi_hpc.physics.frames import SampleGrid, sample_grid
 from dyncdi_hpc.physics.geometry import Geometry
 from dyncdi_hpc.physics.resample import (
     Reflection,

@@ -1,11 +1,13 @@
 """ER, HIO and RAAR: their update rules, and each one reconstructing the spine's crystal."""
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dyncdi_hpc.config import ReconParams
+from dyncdi_hpc.config import ALGORITHMS, ReconParams
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.recon.pipeline import reconstruct
 from dyncdi_hpc.recon.projections import (
@@ -14,7 +16,6 @@ from dyncdi_hpc.recon.projections import (
     modulus_projection,
     run_block,
 )
-from dyncdi_hpc.recon.recipe import ALGORITHMS
 
 NEVER = ShrinkWrapParams(every=10**6, threshold=0.15, sigma_start=2.0, sigma_end=1.0)
 
@@ -59,9 +60,9 @@ def test_one_iteration_follows_the_update_rule(name):
 def test_shrinkwrap_waits_for_its_start_iteration():
     amplitude, measured, state = _small_problem()
     args = (amplitude, measured, jnp.asarray(0), jnp.asarray(10), jnp.asarray(0.9), 100)
-    late = NEVER._replace(every=5, start=20)
+    late = replace(NEVER, every=5, start=20)
     assert bool(jnp.all(run_block(state, *args, late).support == state.support))
-    early = NEVER._replace(every=5, start=0)
+    early = replace(NEVER, every=5, start=0)
     assert not bool(jnp.all(run_block(state, *args, early).support == state.support))
 
 

@@ -8,11 +8,12 @@ from scipy.ndimage import gaussian_filter
 
 from dyncdi_hpc.config import ReconParams
 from dyncdi_hpc.merge.align import align, phase_rms
-from dyncdi_hpc.physics.kinematic import CrystalParams
+from dyncdi_hpc.physics.objects import CrystalParams
 from dyncdi_hpc.recon.coherence import CoherenceFit, blur, fit_widths
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective
-from dyncdi_hpc.recon.pipeline import reconstruct, step_config, to_fft_order
+from dyncdi_hpc.recon.pipeline import reconstruct
 from dyncdi_hpc.recon.projections import ShrinkWrapParams, random_start, run_block
+from dyncdi_hpc.recon.stages import step_config, to_fft_order
 
 TRUE_WIDTHS = (0.8, 1.0, 0.6)  # pixels along rocking, row, column
 
@@ -74,7 +75,7 @@ def test_masked_voxels_are_out_of_the_partially_coherent_loss(geometry32):
         jnp.log(jnp.asarray([0.7, 0.9, 0.5])),
     )
     cfg = step_config(geometry32, ReconParams(coherence=(0.7, 0.9, 0.5), loss="poisson"))
-    hyper = Hyper(jnp.asarray(0.0))
+    hyper = Hyper()
     garbage = jnp.where(measured, data, 1e6)
     a = objective(params, Problem(data, measured, support), hyper, cfg)[1]
     b = objective(params, Problem(garbage, measured, support), hyper, cfg)[1]

@@ -11,10 +11,10 @@ from scipy.ndimage import binary_erosion
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
 from dyncdi_hpc.merge.align import align, phase_rms
-from dyncdi_hpc.physics.kinematic import CrystalParams
+from dyncdi_hpc.physics.objects import CrystalParams
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective, refine
-from dyncdi_hpc.recon.pipeline import rescaled, stage_start, step_config, with_nuisances
 from dyncdi_hpc.recon.projections import gaussian_blur
+from dyncdi_hpc.recon.stages import rescaled, stage_start, step_config, with_nuisances
 
 # 16^3, voxels ~(88, 82, 78) nm: a 450 nm crystal is ~2.2 extinction depths (208 nm) thick
 GEOMETRY_16 = GeometryConfig(
@@ -40,7 +40,7 @@ def _setup(model: str, data, *, phase, dtype=jnp.float32, background: float | No
     start = ADParams(CrystalParams(logits, jnp.asarray(phase, dtype)), jnp.asarray(0.0, dtype))
     start = with_nuisances(start, params, geometry)
     problem = Problem(counts, jnp.ones(counts.shape, bool), loose)
-    return rescaled(start, problem, cfg), problem, Hyper(jnp.asarray(0.0, dtype)), cfg
+    return rescaled(start, problem, cfg), problem, Hyper(), cfg
 
 
 def test_nuisance_gradients_match_central_differences() -> None:
@@ -110,8 +110,8 @@ def test_dynamical_ad_recovers_the_phase_and_rocking_offset() -> None:
     for model in ("dynamical", "kinematical"):
         start, problem, hyper, step = _setup(model, data, phase=zero)
         if model == "dynamical":
-            assert step.dynamical is not None and step.dynamical.box is not None
-            assert step.dynamical.box != ((0, 32), (0, 32), (0, 32))
+            assert step.model.options.box is not None
+            assert step.model.options.box != ((0, 32), (0, 32), (0, 32))
         fit, _ = refine(start, problem, hyper, step, 600, 600)
         results[model] = (fit, *_score(fit, problem, data))
     fit, rms, rms_inner, a = results["dynamical"]

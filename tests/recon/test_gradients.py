@@ -7,8 +7,10 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from dyncdi_hpc.config import GeometryConfig
-from dyncdi_hpc.physics.kinematic import CrystalParams
+from dyncdi_hpc.physics.models import Kinematical
+from dyncdi_hpc.physics.objects import CrystalParams
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, StepConfig, objective
+from dyncdi_hpc.recon.regularisers import shape_tv
 
 SHAPE = (8, 8, 8)
 
@@ -56,8 +58,8 @@ def test_objective_gradient_matches_central_differences(loss, tv_weight):
     with jax.enable_x64(True):
         rng = np.random.default_rng(1)
         geometry, params, problem = _problem(rng)
-        cfg = StepConfig(geometry, "kinematical", loss, 0.1, 0.1, 0.1, ("tv",))
-        hyper = Hyper(jnp.asarray(tv_weight))
+        cfg = StepConfig(geometry, Kinematical(), loss, 0.1, 0.1, 0.1, (shape_tv,))
+        hyper = Hyper((jnp.asarray(tv_weight),))
 
         def f(p):
             return objective(p, problem, hyper, cfg)[0]
@@ -74,8 +76,9 @@ def test_objective_gradient_matches_central_differences(loss, tv_weight):
 def test_gradient_outside_the_support_is_zero():
     with jax.enable_x64(True):
         geometry, params, problem = _problem(np.random.default_rng(2))
-        cfg = StepConfig(geometry, "kinematical", "poisson", 0.1, 0.1, 0.1, ("tv",))
-        grad = jax.grad(lambda p: objective(p, problem, Hyper(jnp.asarray(0.1)), cfg)[0])(params)
+        cfg = StepConfig(geometry, Kinematical(), "poisson", 0.1, 0.1, 0.1, (shape_tv,))
+        hyper = Hyper((jnp.asarray(0.1),))
+        grad = jax.grad(lambda p: objective(p, problem, hyper, cfg)[0])(params)
         outside = ~np.asarray(problem.support)
         assert np.all(np.asarray(grad.crystal.logits)[outside] == 0)
         assert np.all(np.isfinite(np.asarray(grad.crystal.logits)))
@@ -88,8 +91,8 @@ def test_coherence_width_gradient_matches_central_differences(loss):
         rng = np.random.default_rng(4)
         geometry, params, problem = _problem(rng)
         params = params._replace(log_widths=jnp.log(jnp.asarray([0.6, 1.1, 0.8])))
-        cfg = StepConfig(geometry, "kinematical", loss, 0.1, 0.1, 0.1, (), coherence=True)
-        hyper = Hyper(jnp.asarray(0.0))
+        cfg = StepConfig(geometry, Kinematical(), loss, 0.1, 0.1, 0.1, (), coherence=True)
+        hyper = Hyper()
 
         def f(p):
             return objective(p, problem, hyper, cfg)[0]

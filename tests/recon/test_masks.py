@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dyncdi_hpc.config import ReconParams
+from dyncdi_hpc.config import ALGORITHMS, ReconParams
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.recon.coherence import CoherenceFit
-from dyncdi_hpc.recon.pipeline import reconstruct, to_fft_order
+from dyncdi_hpc.recon.pipeline import reconstruct
 from dyncdi_hpc.recon.projections import ShrinkWrapParams, random_start, run_block
-from dyncdi_hpc.recon.recipe import ALGORITHMS
+from dyncdi_hpc.recon.stages import to_fft_order
 
 
 def _gap_and_pixels(shape, seed=0):

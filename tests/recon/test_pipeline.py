@@ -6,7 +6,8 @@ import pytest
 
 from dyncdi_hpc.config import ReconParams
 from dyncdi_hpc.errors import TaskFailed
-from dyncdi_hpc.merge.align import align, dice, phase_rms, support_of
+from dyncdi_hpc.merge.align import align, dice, phase_rms
+from dyncdi_hpc.physics.objects import support_of
 from dyncdi_hpc.recon.pipeline import reconstruct
 
 

@@ -1,8 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from dyncdi_hpc.config import ReconParams
-from dyncdi_hpc.recon.recipe import parse_recipe
+from dyncdi_hpc.config import ReconParams, parse_recipe
 
 
 def test_nested_recipe_expands_and_merges_neighbours():

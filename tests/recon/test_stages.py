@@ -9,16 +9,16 @@ import pytest
 
 from dyncdi_hpc.config import ADStage, CrystalConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
-from dyncdi_hpc.physics.dynamical3d import support_box
-from dyncdi_hpc.physics.kinematic import CrystalParams
-from dyncdi_hpc.physics.kinematic import forward as kinematical
+from dyncdi_hpc.physics.dynamical import support_box
+from dyncdi_hpc.physics.kinematical import forward as kinematical
+from dyncdi_hpc.physics.objects import CrystalParams
+from dyncdi_hpc.recon.checkpoint import Checkpointing
 from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective
-from dyncdi_hpc.recon.pipeline import (
+from dyncdi_hpc.recon.pipeline import reconstruct
+from dyncdi_hpc.recon.stages import (
     FLAT_LOGIT,
-    Checkpointing,
     mirror,
     mirror_centre,
-    reconstruct,
     rescaled,
     restarted,
     step_config,
@@ -136,7 +136,7 @@ def test_twin_has_the_kinematical_intensity_and_the_dynamical_loss_picks_the_obj
     problem = Problem(counts, jnp.ones(counts.shape, bool), support)
     params = ReconParams(model="dynamical")
     cfg = step_config(geometry, params, support)
-    hyper = Hyper(jnp.asarray(0.0))
+    hyper = Hyper()
     loss = {}
     for name, p in (("truth", truth), ("twin", twin)):
         p = rescaled(with_nuisances(p, params, geometry), problem, cfg)

@@ -8,12 +8,9 @@ from click.testing import CliRunner
 
 from dyncdi_hpc.cli import main
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.schedule.cluster import (
-    builtin_slurm_keys,
-    job_script,
-    load_profile,
-    start_cluster,
-)
+from dyncdi_hpc.schedule.cluster import start_cluster
+from dyncdi_hpc.schedule.profiles import builtin_slurm_keys, load_profile
+from dyncdi_hpc.schedule.slurm import job_script
 from tests.conftest import REPO, write_spec
 
 

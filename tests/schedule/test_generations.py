@@ -13,8 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 from dyncdi_hpc.cli import main
-from dyncdi_hpc.merge.align import align, phase_rms, support_of, twin
+from dyncdi_hpc.merge.align import align, phase_rms, twin
 from dyncdi_hpc.merge.breed import breed, rank
+from dyncdi_hpc.physics.objects import support_of
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import write_spec
 

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 
 from dyncdi_hpc.cli import main
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.schedule.cluster import load_profile, start_cluster
+from dyncdi_hpc.schedule.cluster import start_cluster
+from dyncdi_hpc.schedule.profiles import load_profile
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import write_spec
 

@@ -2,36 +2,17 @@
 
 Arrays live in FFT order inside the reconstruction (zero frequency at index 0), so the hot
 loop does no shifts: stored datasets (peak at the centre) are ifftshifted once on the way in.
+`centred_far_field` is the same transform for centred numpy arrays (simulation, report, PRTF).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .geometry import Geometry
-
-
-class CrystalParams(NamedTuple):
-    """Free parameters of a crystal on the conjugate grid, each of shape (N0, N1, N2).
-
-    logits: shape S = sigmoid(logits), dimensionless; phase: -h.u in rad (geometry.py).
-    """
-
-    logits: jax.Array
-    phase: jax.Array
-
-
-def shape_of(params: CrystalParams) -> jax.Array:
-    """Shape function S in [0, 1], shape (N0, N1, N2)."""
-    return jax.nn.sigmoid(params.logits)
-
-
-def object_of(params: CrystalParams) -> jax.Array:
-    """Complex object S exp(i phase) = S exp(-i h.u), shape (N0, N1, N2)."""
-    return shape_of(params) * jnp.exp(1j * params.phase)
+from .objects import CrystalParams, object_of
 
 
 def far_field(obj: jax.Array) -> jax.Array:
@@ -50,3 +31,11 @@ def forward(params: CrystalParams, geometry: Geometry) -> jax.Array:
     """Kinematical intensity (unit scale, FFT order) of a crystal, shape geometry.shape."""
     del geometry  # the conjugate grid is the DFT grid: nothing else is needed kinematically
     return intensity_of_object(object_of(params))
+
+
+def centred_far_field(obj: np.ndarray) -> np.ndarray:
+    """Unitary DFT of centred objects (..., N0, N1, N2) over the last three axes, peak-centred
+    (numpy, complex128): the far field on the detector frame as the data are sampled."""
+    axes = (-3, -2, -1)
+    shifted = np.fft.ifftshift(obj, axes=axes)
+    return np.fft.fftshift(np.fft.fftn(shifted, axes=axes, norm="ortho"), axes=axes)

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from dyncdi_hpc.cli import main
 from dyncdi_hpc.config import load_sweep
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.multi_config import sample_truth_dataset, simulated_fingerprints
-from dyncdi_hpc.multi_stage import multi_vs_truth
+from dyncdi_hpc.multi.sets import sample_truth_dataset, simulated_fingerprints
+from dyncdi_hpc.multi.stage import multi_vs_truth
 from dyncdi_hpc.schedule.run import plan_sweep, run_sweep
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import FAST_PARAMS, GEOMETRY_32, REPO

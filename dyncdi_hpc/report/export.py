@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .analysis.frames import merged_to_sample_frame
-from .errors import DyncdiError
-from .physics.geometry import Geometry
-from .provenance import provenance
-from .store.zarr_store import Store
+from ..analysis.frames import merged_to_sample_frame
+from ..errors import DyncdiError
+from ..physics.geometry import Geometry
+from ..provenance import provenance
+from ..store.groups import complex_object
+from ..store.zarr_store import Store
 
 JOULE_PER_EV = 1.602176634e-19
 
@@ -90,7 +91,7 @@ def write_cxi(
             entry = f.create_group(f"entry_{i}")
             entry["title"] = key
             image = entry.create_group("image_1")
-            obj = ds["amplitude"].values * np.exp(1j * ds["phase"].values)
+            obj = complex_object(ds)
             data = image.create_dataset("data", data=obj.T.astype(np.complex64))
             data.attrs["axes"] = "z:y:x"
             image["data_type"] = "complex"

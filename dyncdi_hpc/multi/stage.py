@@ -1,19 +1,34 @@
 """The multi-reflection stage of a sweep: after the merge, each set of SweepSpec.multi becomes
-one group multi/<name> (recon.multi.run_multi_reflection on the store's inputs and merged
-groups). A set whose configuration, inputs and merged members are unchanged is skipped.
+one group multi/<name> (run_multi_reflection on the store's inputs and merged groups). A set
+whose configuration, inputs and merged members are unchanged is skipped.
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import xarray as xr
 from rich.console import Console
 
-from .analysis.strain_tensor import displacement_errors, remove_translation, strain_errors
-from .config import MultiReflectionConfig, SweepSpec, stable_hash
-from .multi_config import sample_truth_dataset
-from .provenance import provenance
-from .store.zarr_store import Store
+from ..analysis.registration import remove_translation
+from ..analysis.strain_tensor import (
+    displacement_errors,
+    strain_dataset,
+    strain_errors,
+)
+from ..config import MultiReflectionConfig, ReconParams, SweepSpec
+from ..data.measurement import Measurement, read_measurement
+from ..errors import DyncdiError
+from ..identity import stable_hash
+from ..physics.frames import SampleGrid
+from ..physics.resample import Reflection
+from ..provenance import provenance
+from ..recon.joint import JointOptions, JointResult
+from ..recon.pipeline import reconstruct
+from ..store.groups import complex_object, encode_multi
+from ..store.zarr_store import Store
+from .independent import IndependentResult, combine_reconstructions, joint_from_independent
+from .sets import build_reflections, sample_truth_dataset
 
 # the two routes a multi group holds: the joint AD's u and the independent route's u
 ROUTES = {"joint": "displacement", "independent": "displacement_independent"}
@@ -88,8 +103,6 @@ def multi_vs_truth(ds: xr.Dataset, truth: xr.Dataset) -> dict:
 
 def run_multi_set(store: Store, spec: SweepSpec, name: str, console: Console) -> bool:
     """Compute multi/<name> unless the stored one has the same fingerprint; True if computed."""
-    from .recon.multi import run_multi_reflection
-
     cfg = spec.multi[name]
     keys = merged_keys(store, spec, cfg)
     fingerprint = set_fingerprint(store, spec, name, keys)
@@ -121,3 +134,88 @@ def run_multi_stage(store: Store, spec: SweepSpec, console: Console) -> tuple[li
     """Every multi set of the sweep, after the merge; returns (names, names skipped)."""
     skipped = [name for name in spec.multi if not run_multi_set(store, spec, name, console)]
     return list(spec.multi), skipped
+
+
+def run_multi_reflection(
+    cfg: MultiReflectionConfig,
+    inputs: dict[str, xr.Dataset],
+    merged: dict[str, xr.Dataset] | None = None,
+    *,
+    params: ReconParams | None = None,
+    field: str = "multi",
+) -> xr.Dataset:
+    """One multi-reflection set, from the store's groups to its result group.
+
+    inputs: dataset name -> input group; merged: dataset name -> merged group (amplitude, phase
+    on the conjugate grid) of its single-reflection sweep; a dataset without one is
+    reconstructed here with params (None: ReconParams()) and cfg.seed. Returns the joint u (and
+    strain tensor when cfg.tensor) on the sample grid (dims x, y, z in nm), the independent
+    route's u and projections beside it, metrics in attrs.
+    """
+    merged = merged or {}
+    for entry in cfg.reflections:
+        if entry.dataset not in inputs:
+            raise DyncdiError(f"{field}.reflections", f"no input {entry.dataset!r}", "add it")
+    measurements = [
+        read_measurement(inputs[e.dataset], f"inputs.{e.dataset}") for e in cfg.reflections
+    ]
+    geometries = {e.dataset: m.geometry for e, m in zip(cfg.reflections, measurements, strict=True)}
+    reflections = build_reflections(cfg, geometries, field)
+    grid = SampleGrid(cfg.grid.shape, cfg.grid.voxel_nm)
+    objects = _reflection_objects(cfg, measurements, merged, params or ReconParams())
+    classic = combine_reconstructions(objects, reflections, grid, want_tensor=cfg.tensor)
+    joint = joint_from_independent(
+        classic,
+        tuple(m.intensity for m in measurements),
+        reflections,
+        masks=tuple(m.mask for m in measurements),
+        options=JointOptions(**cfg.joint.model_dump()),
+        want_tensor=cfg.tensor,
+    )
+    return _multi_group(cfg, reflections, grid, classic, joint, merged)
+
+
+def _reflection_objects(
+    cfg: MultiReflectionConfig,
+    measurements: list[Measurement],
+    merged: dict[str, xr.Dataset],
+    params: ReconParams,
+) -> tuple[np.ndarray, ...]:
+    """Each reflection's object on its conjugate grid: its merged group's, else reconstructed."""
+    keys = jax.random.split(jax.random.key(cfg.seed), len(cfg.reflections))
+    objects = []
+    for j, (entry, m) in enumerate(zip(cfg.reflections, measurements, strict=True)):
+        if entry.dataset in merged:
+            objects.append(complex_object(merged[entry.dataset]))
+        else:
+            objects.append(reconstruct(m.intensity, m.mask, m.geometry, params, key=keys[j]).obj)
+    return tuple(objects)
+
+
+def _multi_group(
+    cfg: MultiReflectionConfig,
+    reflections: tuple[Reflection, ...],
+    grid: SampleGrid,
+    classic: IndependentResult,
+    joint: JointResult,
+    merged: dict[str, xr.Dataset],
+) -> xr.Dataset:
+    h = np.stack([r.h_nm for r in reflections])
+    hkls = [r.geometry.hkl for r in reflections]
+    ds = strain_dataset(joint.displacement_nm, joint.support, grid, h, hkls, tensor=cfg.tensor)
+    return encode_multi(
+        ds,
+        shape=joint.shape,
+        independent_nm=classic.displacement_nm,
+        projections_nm=classic.projections_nm,
+        reflections=[e.dataset for e in cfg.reflections],
+        joint_loss=joint.loss,
+        attrs={
+            "config": cfg.model_dump(mode="json"),
+            "datasets": [e.dataset for e in cfg.reflections],
+            "azimuth_deg": [e.azimuth_deg for e in cfg.reflections],
+            "twins": [bool(t) for t in classic.twins],
+            "from_merged": [e.dataset in merged for e in cfg.reflections],
+            "metrics": joint.metrics,
+        },
+    )

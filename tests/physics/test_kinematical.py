@@ -2,7 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dyncdi_hpc.physics.kinematic import CrystalParams, forward, object_of
+from dyncdi_hpc.physics.kinematical import forward
+from dyncdi_hpc.physics.objects import CrystalParams, object_of
 
 
 def test_forward_is_the_squared_unitary_dft(geometry32):

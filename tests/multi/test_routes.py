@@ -1,7 +1,6 @@
 """Several reflections of one crystal: the joint AD reconstruction of u and the classic route."""
 
 import time
-from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -9,37 +8,27 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from dyncdi_hpc.analysis.frames import SampleGrid
-from dyncdi_hpc.analysis.strain_tensor import (
-    displacement_errors,
-    remove_translation,
-    strain_dataset,
-    strain_errors,
-)
-from dyncdi_hpc.config import CrystalConfig, ReconParams
+from dyncdi_hpc.analysis.registration import remove_translation
+from dyncdi_hpc.analysis.strain_tensor import displacement_errors, strain_dataset, strain_errors
+from dyncdi_hpc.config import CrystalConfig, MultiReflectionConfig, ReconParams, load_sweep
 from dyncdi_hpc.data.simulate_multi import simulate_multi
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.multi_config import (
-    MultiReflectionConfig,
-    build_reflections,
-    load_multi_workflow,
-    sample_truth_dataset,
-    simulated_multi_inputs,
-)
+from dyncdi_hpc.multi.independent import independent_route, joint_from_independent
+from dyncdi_hpc.multi.sets import build_reflections, sample_truth_dataset, simulated_multi_inputs
+from dyncdi_hpc.multi.stage import run_multi_reflection
+from dyncdi_hpc.physics.frames import SampleGrid
 from dyncdi_hpc.physics.geometry import Geometry
 from dyncdi_hpc.physics.resample import Reflection
-from dyncdi_hpc.recon.multi import (
+from dyncdi_hpc.recon.joint import (
     JointConfig,
-    JointHyper,
+    JointOptions,
     JointParams,
-    dynamical_options,
-    independent_route,
+    joint_models,
     joint_objective,
     joint_problem,
     reconstruct_joint,
-    reconstruct_multi,
-    run_multi_reflection,
 )
+from dyncdi_hpc.recon.optimise import Hyper
 from dyncdi_hpc.recon.projections import gaussian_blur
 from tests.conftest import GEOMETRY_32, REPO
 from tests.recon.test_gradients import _assert_matches_central_differences
@@ -136,9 +125,8 @@ def test_gradient_of_the_joint_loss_through_the_resampling_matches_central_diffe
         grid = SampleGrid((9, 9, 9), 160.0)
         support = np.zeros(grid.shape, bool)
         support[2:7, 2:7, 3:7] = True
-        cfg = JointConfig(reflections, grid, model=model)
-        if model == "dynamical":
-            cfg = replace(cfg, dynamical=dynamical_options(cfg, support))
+        models = joint_models(model, reflections, grid, support)
+        cfg = JointConfig(reflections, grid, models=models)
         intensities = tuple(rng.poisson(50 * rng.random(shape)).astype(float) for _ in HKLS)
         masks = tuple(rng.random(shape) < 0.1 for _ in HKLS)
         problem = joint_problem(intensities, masks, cfg, support, dtype=jnp.float64)
@@ -148,7 +136,7 @@ def test_gradient_of_the_joint_loss_through_the_resampling_matches_central_diffe
             log_scale=jnp.asarray([0.2, -0.1, 0.3]),
             rocking_offset=jnp.asarray([0.3, -0.2, 0.1]),
         )
-        hyper = JointHyper(jnp.asarray(0.5))
+        hyper = Hyper((jnp.asarray(0.5),))
 
         def f(p):
             return joint_objective(p, problem, cfg, hyper)[0]
@@ -168,7 +156,9 @@ def test_gradient_of_the_joint_loss_through_the_resampling_matches_central_diffe
 def _bad(reflections, grid=GRID, **kw):
     intensities = tuple(np.ones(r.geometry.shape) for r in reflections)
     start = np.zeros(grid.shape)
-    return reconstruct_joint(intensities, reflections, grid, start, n_steps=1, **kw)
+    return reconstruct_joint(
+        intensities, reflections, grid, start, options=JointOptions(steps=1, **kw)
+    )
 
 
 def test_two_or_coplanar_reflections_do_not_give_a_tensor():
@@ -219,7 +209,11 @@ def test_dynamical_model_is_selectable_and_its_joint_fit_descends():
     sim = simulate_multi(reflections, grid, crystal=CrystalConfig(size_nm=450.0), model="dynamical")
     start = _blurred(sim.truth.support)
     result = reconstruct_joint(
-        sim.intensities, reflections, grid, start, model="dynamical", n_steps=10, log_every=5
+        sim.intensities,
+        reflections,
+        grid,
+        start,
+        options=JointOptions(model="dynamical", steps=10, log_every=5),
     )
     assert np.all(np.isfinite(result.loss))
     assert result.loss[-1] < 0.7 * result.loss[0]
@@ -229,11 +223,12 @@ def test_dynamical_model_is_selectable_and_its_joint_fit_descends():
 @pytest.mark.slow
 def test_chained_route_on_noisy_data_reports_both_errors():
     """Poisson noise (peak 1e5 counts): independent + least squares, then the joint AD from
-    it (reconstruct_multi), no truth used but for the final ambiguity removal (reference)."""
+    it (independent_route, then joint_from_independent), no truth used but for the final
+    ambiguity removal (reference)."""
     reflections = _reflections([(1, 1, 1), (-1, 1, 1), (1, -1, 1), (0, 0, 2)])
     sim = simulate_multi(reflections, GRID, noise=True)
     truth = sim.truth
-    classic, joint = reconstruct_multi(
+    classic = independent_route(
         sim.intensities,
         reflections,
         GRID,
@@ -241,6 +236,7 @@ def test_chained_route_on_noisy_data_reports_both_errors():
         key=jax.random.key(0),
         reference=truth.amplitude,
     )
+    joint = joint_from_independent(classic, sim.intensities, reflections)
     amplitude = np.abs(classic.objects).min(axis=0)
     amplitude = np.where(
         classic.support, amplitude / np.quantile(amplitude[classic.support], 0.9), 0.0
@@ -260,7 +256,8 @@ def test_chained_route_on_noisy_data_reports_both_errors():
 
 
 def test_the_workflow_file_validates_and_builds_its_reflections():
-    spec, sets = load_multi_workflow(REPO / "workflows" / "multi-reflection.yaml")
+    spec = load_sweep(REPO / "workflows" / "multi-reflection.yaml")
+    sets = spec.multi
     cfg = sets["au4"]
     assert [r.dataset for r in cfg.reflections] == list(spec.datasets)
     reflections = build_reflections(cfg, {})
@@ -310,7 +307,7 @@ def test_multi_config_refuses_bad_sets_naming_the_field(tmp_path):
         )
     )
     with pytest.raises(DyncdiError) as err:
-        load_multi_workflow(bad)
+        load_sweep(bad)
     assert err.value.field == "multi.au4.reflections[0].dataset" and "from_store" in err.value.fix
 
 
@@ -354,8 +351,7 @@ def test_joint_dynamical_reconstruction_of_dynamical_data():
         reflections,
         GRID,
         _blurred(sim.truth.support),
-        model="dynamical",
-        n_steps=600,
+        options=JointOptions(model="dynamical", steps=600),
     )
     u_err, strain_err = _errors(result.displacement_nm, result.shape, sim.truth)
     print(f"\ndynamical joint: u RMS / range {np.round(u_err, 4)}, strain {strain_err:.3f}")

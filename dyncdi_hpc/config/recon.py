@@ -1,0 +1,132 @@
+"""Parameters of one reconstruction: the schedule (recipe, AD stages), the loss, learning
+rates and the nuisances a fit may include. Every field can be a sweep axis."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Frozen
+from .recipe import parse_recipe
+
+
+class ShrinkWrap(Frozen):
+    """Shrink-wrap support update: threshold of the blurred amplitude, sigma in voxels."""
+
+    every: int = Field(20, ge=1)
+    threshold: float = Field(0.15, gt=0, lt=1)
+    sigma_start: float = Field(2.0, gt=0)
+    sigma_end: float = Field(1.0, gt=0)
+    start: int = Field(0, ge=0, description="first iteration at which the support may change")
+
+
+class ADStage(Frozen):
+    """One AD stage run before a reconstruction's final (model, ad_steps) one."""
+
+    model: Literal["kinematical", "dynamical"]
+    ad_steps: int = Field(ge=1)
+    lr_phase: float | None = Field(None, gt=0, description="None: the reconstruction's lr_phase")
+    lr_shape: float | None = Field(None, gt=0, description="None: the reconstruction's lr_shape")
+    tv_weight: float | None = Field(None, ge=0, description="None: the reconstruction's")
+
+
+class ReconParams(Frozen):
+    """Parameters of one reconstruction; every field can be a sweep axis.
+
+    Schedule: the recipe's ER/HIO/RAAR (kinematical), then each of `stages` (AD with its own
+    model, from the previous result), then `ad_steps` of AD with `model`.
+    """
+
+    model: Literal["kinematical", "dynamical"] = "kinematical"
+    recipe: str = Field(
+        "2*(30*ER+170*HIO)+100*ER",
+        description="projection phase retrieval before AD, e.g. '3*(20*ER+180*HIO)+20*ER'",
+    )
+    hio_beta: float = Field(0.9, gt=0, le=1)
+    raar_beta: float = Field(0.9, gt=0, le=1, description="RAAR relaxation parameter")
+    shrinkwrap: ShrinkWrap = ShrinkWrap()
+    ad_steps: int = Field(300, ge=0)
+    loss: Literal["poisson", "amplitude"] = "poisson"
+    tv_weight: float = Field(0.0, ge=0)
+    lr_phase: float = Field(1e-2, gt=0)
+    lr_shape: float = Field(5e-2, gt=0)
+    lr_scale: float = Field(1e-2, gt=0)
+    log_every: int = Field(25, ge=1)
+    coherence: tuple[Annotated[float, Field(gt=0)], ...] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="partial coherence: initial widths (detector pixels: rocking, row, column) "
+        "of the Gaussian the modelled intensity is convolved with, fitted; None: coherent",
+    )
+    coherence_every: int = Field(
+        20, ge=1, description="iterations between width fits in ER/HIO/RAAR"
+    )
+    coherence_start: int = Field(
+        100, ge=0, description="first ER/HIO/RAAR iteration at which the widths are fitted"
+    )
+    lr_coherence: float = Field(1e-2, gt=0, description="AD learning rate of the log-widths")
+    background: float | None = Field(
+        None,
+        gt=0,
+        description="constant background (counts per voxel): its initial value, fitted by AD "
+        "(kept > 0); None: no background term",
+    )
+    lr_background: float = Field(5e-2, gt=0, description="AD learning rate of the log-background")
+    fit_rocking_offset: bool = Field(
+        True,
+        description="dynamical model: fit the absolute rocking offset (the kinematical model "
+        "has none: an offset is a phase ramp there)",
+    )
+    rocking_offset_steps: float | None = Field(
+        None,
+        description="dynamical model: initial absolute rocking offset (rocking steps) added to "
+        "the scan's angles; None: the refraction shift -Re chi0 / sin 2thetaB (a scan centred "
+        "on the measured peak)",
+    )
+    lr_offset: float = Field(5e-2, gt=0, description="AD learning rate of the rocking offset")
+    dynamical_box_margin: int = Field(
+        2,
+        ge=0,
+        description="dynamical model: voxels around the loose support's bounding box that the "
+        "march covers (the object is vacuum outside the box)",
+    )
+
+    stages: tuple[ADStage, ...] = Field(
+        (),
+        description="AD stages before the final one, e.g. [{model: kinematical, ad_steps: 300}] "
+        "then model: dynamical: kinematical ER/HIO -> kinematical AD -> dynamical AD",
+    )
+    dynamical_start: Literal["flat", "flat_phase", "previous"] = Field(
+        "flat",
+        description="start of the first dynamical AD stage: flat: a uniform crystal filling "
+        "the previous result's support (S > 0.5) with a flat phase; flat_phase: the previous "
+        "shape with a flat phase; previous: the previous shape and phase. The kinematical phase "
+        "of dynamical data is a wrong basin for thick crystals (README: reconstruction quality)",
+    )
+    saturation: float | None = Field(
+        None,
+        gt=0,
+        description="counts at and above which a pixel is saturated and left out of every fit "
+        "(besides the dataset's mask); None: no saturation mask",
+    )
+
+    def schedule(self) -> tuple[ADStage, ...]:
+        """Every AD stage in order, the final (model, ad_steps) one included."""
+        if self.ad_steps == 0:
+            return self.stages
+        return (*self.stages, ADStage(model=self.model, ad_steps=self.ad_steps))
+
+    def uses_dynamical(self) -> bool:
+        """True when any AD stage runs the dynamical model."""
+        return any(stage.model == "dynamical" for stage in self.schedule())
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_parses(cls, value: str) -> str:
+        parse_recipe(value)
+        return value
+
+
+SWEEPABLE = (*ReconParams.model_fields, "seed", "dataset")

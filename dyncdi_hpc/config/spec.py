@@ -1,0 +1,181 @@
+"""The sweep spec: datasets, base parameters, axes, store, cluster profile, merge rule,
+generations and multi-reflection sets; validated once at the edge and immutable after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import DyncdiError
+from .base import Frozen, read_yaml, validate, without_extensions
+from .geometry import GeometryConfig
+from .multi import MultiReflectionConfig
+from .recon import SWEEPABLE, ReconParams
+from .simulate import SimulateConfig
+
+
+class SimulatedDataset(Frozen):
+    """A dataset simulated by the sweep itself before any task runs."""
+
+    simulate: SimulateConfig
+
+
+class StoredDataset(Frozen):
+    """A dataset already in the sweep's store (written by `dyncdi simulate` or `dyncdi load`)."""
+
+    from_store: Literal[True] = True
+
+
+class ArrayDataset(Frozen):
+    """A dataset read from a .npy or .npz file with the geometry given beside it."""
+
+    path: Path
+    geometry: GeometryConfig
+    key: str | None = Field(None, description="array name inside a .npz file")
+
+
+DatasetSpec = SimulatedDataset | StoredDataset | ArrayDataset
+
+
+class MergeRule(Frozen):
+    """Which results are merged: grouped by dataset and model, best by a metric."""
+
+    metric: Literal["error", "loss"] = "error"
+    select: Literal["best_fraction", "best_n", "all"] = "best_fraction"
+    fraction: float = Field(0.5, gt=0, le=1)
+    n: int = Field(4, ge=1)
+    reject_outliers: bool = Field(
+        True, description="exclude selected members that disagree with the majority"
+    )
+    outlier_phase_rad: float = Field(
+        0.5, gt=0, description="phase RMS against the majority above which a member is out"
+    )
+    outlier_dice: float = Field(
+        0.8, gt=0, le=1, description="support Dice against the majority below which it is out"
+    )
+    bootstrap: int = Field(
+        0, ge=0, description="bootstrap resamples for the merged fields' standard error (0: off)"
+    )
+    bootstrap_seed: int = 0
+
+
+SELECTION_METRICS = ("error", "loss", "sharpness", "support")
+
+
+class Generations(Frozen):
+    """Genetic-algorithm stages: each generation starts from the best of the one before.
+
+    Generation 0 is the sweep's tasks. Generation g+1 has as many members per (dataset,
+    parameters) group: `keep` children bred from the best member (the alpha) with each of the
+    best `keep` members of generation g, the rest fresh random starts.
+    """
+
+    count: int = Field(3, ge=1, description="number of generations, the sweep's own included")
+    keep: int = Field(4, ge=1, description="best members of a generation that are bred")
+    metric: str | list[str] = Field(
+        "error", description=f"selection metric, or a list ranked jointly: {SELECTION_METRICS}"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if name not in SELECTION_METRICS:
+                raise ValueError(f"unknown metric {name!r}; use {', '.join(SELECTION_METRICS)}")
+        return value
+
+
+class SweepSpec(Frozen):
+    """A whole sweep: datasets, base parameters, axes, store, cluster profile and merge rule."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    store: Path
+    cluster: str = "local"
+    datasets: dict[str, Annotated[DatasetSpec, Field(union_mode="left_to_right")]]
+    base: ReconParams = ReconParams()
+    sweep: dict[str, int | list[Any]] = Field(default_factory=lambda: {"seed": 1})
+    merge: MergeRule = MergeRule()
+    checkpoint_every: int = Field(
+        1000, ge=0, description="iterations between saved task states (0: never); not in task ids"
+    )
+    generations: Generations | None = None
+    multi: dict[str, MultiReflectionConfig] = Field(
+        default_factory=dict,
+        description="multi-reflection sets by name, run after the merge; not in task ids",
+    )
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        if not value:
+            raise ValueError("name at least one dataset")
+        for name in value:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"dataset name {name!r} may hold only letters, digits, - and _")
+        return value
+
+    @model_validator(mode="after")
+    def _axes(self) -> SweepSpec:
+        for axis, values in self.sweep.items():
+            if axis not in SWEEPABLE:
+                raise ValueError(
+                    f"sweep.{axis}: not a parameter; sweepable: {', '.join(SWEEPABLE)}"
+                )
+            if isinstance(values, int) and axis != "seed":
+                raise ValueError(f"sweep.{axis}: give a list of values (only seed takes a count)")
+            if isinstance(values, list) and not values:
+                raise ValueError(f"sweep.{axis}: empty list")
+        for name in (
+            self.sweep.get("dataset", []) if isinstance(self.sweep.get("dataset"), list) else []
+        ):
+            if name not in self.datasets:
+                raise ValueError(f"sweep.dataset: {name!r} is not among datasets")
+        return self
+
+    @model_validator(mode="after")
+    def _multi_datasets(self) -> SweepSpec:
+        # a DyncdiError (not a ValueError) passes through pydantic unchanged: its field is the
+        # reflection's own, e.g. multi.au4.reflections[0].dataset
+        simulated_by: dict[str, str] = {}
+        for name, cfg in self.multi.items():
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise DyncdiError(
+                    f"multi.{name}", "a set name may hold only letters, digits, - and _"
+                )
+            for j, entry in enumerate(cfg.reflections):
+                field = f"multi.{name}.reflections[{j}].dataset"
+                dataset = self.datasets.get(entry.dataset)
+                if dataset is None:
+                    raise DyncdiError(field, f"no dataset {entry.dataset!r} in the sweep", "add it")
+                if cfg.simulate is None:
+                    continue
+                if not isinstance(dataset, StoredDataset):
+                    raise DyncdiError(
+                        field,
+                        f"dataset {entry.dataset!r} is simulated by multi.{name}",
+                        "declare it `from_store: true` in datasets",
+                    )
+                other = simulated_by.setdefault(entry.dataset, name)
+                if other != name:
+                    raise DyncdiError(
+                        field,
+                        f"dataset {entry.dataset!r} is simulated by multi.{other} too",
+                        "let one set simulate it, or name another dataset",
+                    )
+        return self
+
+
+def load_sweep(path: Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; relative paths are taken from the file's folder."""
+    path = Path(path)
+    data = without_extensions(read_yaml(path, "sweep spec"))
+    spec = validate(SweepSpec, data, str(path))
+    base = path.resolve().parent
+    datasets = {
+        name: (d.model_copy(update={"path": base / d.path}) if isinstance(d, ArrayDataset) else d)
+        for name, d in spec.datasets.items()
+    }
+    store = spec.store if spec.store.is_absolute() else Path.cwd() / spec.store
+    return spec.model_copy(update={"datasets": datasets, "store": store})

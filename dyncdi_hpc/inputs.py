@@ -1,0 +1,202 @@
+"""A sweep's datasets, resolved once: each one's geometry, fingerprint and source, and the
+reflections of the multi-reflection sets that name it; then simulated or loaded, and written.
+
+`resolve` validates everything a sweep reads before anything is simulated, written or
+submitted, and attaches the sweep file's field path to every error (datasets.<name>...,
+multi.<set>...). Validation, fingerprints, expansion, the input writing and the multi sets all
+consume what it returns, so no geometry is built twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .config import ArrayDataset, SimulateConfig, SimulatedDataset, StoredDataset, SweepSpec
+from .data.simulate import simulate
+from .data.simulate_dynamical import simulate_dynamical
+from .data.validate import check_intensity
+from .errors import DyncdiError
+from .identity import array_digest, stable_hash
+from .multi.sets import (
+    build_reflections,
+    entry_geometries,
+    simulated_fingerprints,
+    simulated_multi_inputs,
+)
+from .physics.geometry import Geometry
+from .physics.resample import Reflection
+from .store.groups import encode_input
+from .store.zarr_store import Store
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """One dataset of a sweep: its validated geometry, the fingerprint its input group has (or
+    will have), where it comes from ("simulate", "file", "store", or "multi.<set>" for a set that
+    simulates it), and its reflection in each multi set that names it (set -> Reflection).
+
+    group: the input group itself when resolving had to build it anyway (a file is read to
+    fingerprint it); None otherwise.
+    """
+
+    name: str
+    geometry: Geometry
+    fingerprint: str
+    source: str
+    reflections: dict[str, Reflection] = field(default_factory=dict)
+    group: xr.Dataset | None = field(default=None, repr=False, compare=False)
+
+
+def simulated_fingerprint(cfg: SimulateConfig) -> str:
+    """The fingerprint of a simulated dataset: the hash of its configuration."""
+    return stable_hash(_simulated_source(cfg))
+
+
+def _simulated_source(cfg: SimulateConfig) -> dict:
+    return {"kind": "simulate", "config": cfg.fingerprint_payload()}
+
+
+def resolve(spec: SweepSpec, store: Store | None) -> dict[str, ResolvedInput]:
+    """Every dataset of spec, resolved and validated, without simulating or writing anything;
+    every multi set's reflections checked (one material and energy, allowed reflections, a
+    determined tensor when asked for). DyncdiError names the sweep file's field."""
+    simulated_by: dict[str, tuple[str, Geometry, str]] = {}
+    for name, cfg in spec.multi.items():
+        fingerprints = simulated_fingerprints(cfg) if cfg.simulate is not None else {}
+        for dataset, geometry in entry_geometries(cfg, f"multi.{name}").items():
+            simulated_by[dataset] = (f"multi.{name}", geometry, fingerprints.get(dataset))
+    resolved = {}
+    for name, dataset in spec.datasets.items():
+        source, geometry, fingerprint = simulated_by.get(name, (None, None, None))
+        if fingerprint is not None:
+            resolved[name] = ResolvedInput(name, geometry, fingerprint, source)
+        else:
+            resolved[name] = _resolve_dataset(name, dataset, store)
+    for set_name, cfg in spec.multi.items():
+        geometries = {d: r.geometry for d, r in resolved.items()}
+        geometries.update((d, g) for d, (_, g, _) in simulated_by.items() if d in geometries)
+        reflections = build_reflections(cfg, geometries, f"multi.{set_name}")
+        for entry, reflection in zip(cfg.reflections, reflections, strict=True):
+            resolved[entry.dataset].reflections[set_name] = reflection
+    return resolved
+
+
+def _resolve_dataset(name: str, dataset, store: Store | None) -> ResolvedInput:
+    where = f"datasets.{name}"
+    if isinstance(dataset, SimulatedDataset):
+        cfg = dataset.simulate
+        geometry = cfg.geometry.build(f"{where}.simulate.geometry")
+        return ResolvedInput(name, geometry, simulated_fingerprint(cfg), "simulate")
+    if isinstance(dataset, StoredDataset):
+        if store is None or name not in store.input_names():
+            raise DyncdiError(
+                where,
+                f"dataset {name!r} is not in the store",
+                "write it first with 'dyncdi simulate' or 'dyncdi load', or point --store at it",
+            )
+        attrs = store.input_attrs(name)
+        return ResolvedInput(
+            name, Geometry.from_attrs(attrs["geometry"]), attrs["fingerprint"], "store"
+        )
+    assert isinstance(dataset, ArrayDataset)
+    group = read_array_input(dataset, where)
+    geometry = Geometry.from_attrs(group.attrs["geometry"])
+    return ResolvedInput(name, geometry, group.attrs["fingerprint"], "file", group=group)
+
+
+def simulated_input(cfg: SimulateConfig, field: str = "simulate") -> xr.Dataset:
+    """Simulate a dataset and wrap it as an input group; geometry errors name field."""
+    return simulate_group(cfg, cfg.geometry.build(f"{field}.simulate.geometry"))
+
+
+def simulate_group(cfg: SimulateConfig, geometry: Geometry) -> xr.Dataset:
+    """The input group of a simulated dataset (fingerprint = hash of its config)."""
+    offset = None
+    if cfg.model == "dynamical":
+        dynamical = simulate_dynamical(cfg, geometry)
+        data, offset = dynamical.data, dynamical.rocking_offset_rad
+    else:
+        data = simulate(cfg, geometry)
+    source = _simulated_source(cfg)
+    ds = encode_input(
+        data.intensity,
+        geometry,
+        source=source,
+        fingerprint=stable_hash(source),
+        truth=data.truth.as_arrays(),
+    )
+    if offset is not None:
+        ds.attrs["truth_rocking_offset_rad"] = offset
+    return ds
+
+
+def read_array_input(spec: ArrayDataset, field: str) -> xr.Dataset:
+    """Read a .npy/.npz intensity file with its geometry; validate it; wrap it as an input group."""
+    path = Path(spec.path)
+    if not path.is_file():
+        raise DyncdiError(f"{field}.path", f"no such file {str(path)!r}", "check the path")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DyncdiError(f"{field}.path", f"cannot read {path.name}: {exc}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        key = spec.key or (keys[0] if len(keys) == 1 else None)
+        if key not in keys:
+            raise DyncdiError(f"{field}.key", f"choose one of the arrays {keys}", "set key")
+        intensity = loaded[key]
+    else:
+        intensity = loaded
+    geometry = spec.geometry.build(f"{field}.geometry")
+    intensity = np.asarray(intensity, dtype=np.float32)
+    check_intensity(intensity, geometry, f"{field}.path")
+    source = {"kind": "file", "path": str(path), "key": spec.key}
+    fingerprint = stable_hash({"data": array_digest(intensity), "geometry": geometry.to_attrs()})
+    return encode_input(intensity, geometry, source=source, fingerprint=fingerprint)
+
+
+def build(
+    spec: SweepSpec, resolved: dict[str, ResolvedInput], store: Store | None
+) -> dict[str, xr.Dataset]:
+    """The input groups the store lacks or holds in another version, simulated or loaded in
+    memory; a multi set that simulates one of them is simulated as a whole (one crystal)."""
+    groups: dict[str, xr.Dataset] = {}
+    stale = {
+        name
+        for name, r in resolved.items()
+        if r.source != "store" and stored_fingerprint(store, name) != r.fingerprint
+    }
+    for set_name, cfg in spec.multi.items():
+        members = [e.dataset for e in cfg.reflections]
+        if cfg.simulate is not None and stale & set(members):
+            reflections = tuple(resolved[d].reflections[set_name] for d in members)
+            groups.update(simulated_multi_inputs(cfg, f"multi.{set_name}", reflections))
+    for name in sorted(stale - set(groups)):
+        r = resolved[name]
+        if r.group is not None:
+            groups[name] = r.group
+        else:
+            groups[name] = simulate_group(spec.datasets[name].simulate, r.geometry)
+    return groups
+
+
+def stored_fingerprint(store: Store | None, name: str) -> str | None:
+    """Fingerprint of the store's input `name`, or None when there is none."""
+    if store is None or name not in store.input_names():
+        return None
+    return store.input_attrs(name).get("fingerprint")
+
+
+def write(store: Store, groups: dict[str, xr.Dataset]) -> None:
+    """Write (or replace) the input groups built for the store."""
+    for name, ds in groups.items():
+        store.write_input(name, ds)
+
+
+def fingerprints(resolved: dict[str, ResolvedInput]) -> dict[str, str]:
+    """Dataset name -> fingerprint, what sweep.expand needs."""
+    return {name: r.fingerprint for name, r in resolved.items()}
