@@ -60,7 +60,7 @@ def boxed_options(params: CrystalParams) -> dynamical.DynamicalOptions:
 
 
 def recon_options(params: CrystalParams) -> dynamical.DynamicalOptions:
-    """The options a reconstruction uses (recon/pipeline.py): the box, no angle chunks."""
+    """The options a reconstruction uses (recon/stages.py): the box, no angle chunks."""
     return dataclasses.replace(boxed_options(params), angle_chunk=0, checkpoint_block=0)
 
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from dyncdi_hpc.analysis.registration import remove_translation
 from dyncdi_hpc.analysis.strain_tensor import displacement_errors, strain_errors
-from dyncdi_hpc.config import GeometryConfig, ReconParams
-from dyncdi_hpc.data.simulate_multi import VectorDisplacement, simulate_multi
+from dyncdi_hpc.config import GeometryConfig, JointADConfig, ReconParams, VectorDisplacementConfig
+from dyncdi_hpc.data.simulate_multi import simulate_multi
 from dyncdi_hpc.multi.independent import independent_route, joint_from_independent
 from dyncdi_hpc.physics.frames import SampleGrid
 from dyncdi_hpc.physics.resample import Reflection
-from dyncdi_hpc.recon.joint import JointOptions, reconstruct_joint
+from dyncdi_hpc.recon.joint import reconstruct_joint
 from dyncdi_hpc.recon.projections import gaussian_blur
 
 
@@ -56,7 +56,7 @@ def demo(
     sim = simulate_multi(
         reflections,
         grid,
-        displacement=VectorDisplacement(seed=seed),
+        displacement=VectorDisplacementConfig(seed=seed),
         noise=noise,
         model=data_model,
     )
@@ -82,7 +82,7 @@ def demo(
 
     t0 = time.perf_counter()
     start = np.asarray(gaussian_blur(jnp.asarray(truth.support, jnp.float32), jnp.asarray(1.0)))
-    options = JointOptions(steps=n_steps)
+    options = JointADConfig(steps=n_steps)
     joint = reconstruct_joint(sim.intensities, reflections, grid, start, options=options)
     score("joint_from_truth_support", joint.shape, joint.displacement_nm, time.perf_counter() - t0)
     t0 = time.perf_counter()
@@ -107,7 +107,7 @@ def demo(
     score("joint_from_independent", chained.shape, chained.displacement_nm, seconds)
     if data_model == "dynamical":
         t0 = time.perf_counter()
-        dynamical = JointOptions(model="dynamical", steps=n_steps)
+        dynamical = JointADConfig(model="dynamical", steps=n_steps)
         joint = reconstruct_joint(sim.intensities, reflections, grid, start, options=dynamical)
         seconds = time.perf_counter() - t0
         score("joint_dynamical_from_truth_support", joint.shape, joint.displacement_nm, seconds)

@@ -3,8 +3,10 @@
 The command line (`dyncdi`) is the main entry point. For notebooks and scripts, this module
 is the public API: one import path per object, loaded on first use (so `import dyncdi_hpc`
 stays cheap). The physics layer has its own list (`dyncdi_hpc.physics`), and so has the
-configuration (`dyncdi_hpc.config`). Modules follow the data flow: config -> physics ->
-data -> recon -> task -> sweep -> schedule -> store -> merge -> analysis -> report.
+configuration (`dyncdi_hpc.config`). Modules follow the data flow (simulate or load -> forward
+models -> losses -> optimiser -> task -> sweep -> scheduling -> store -> merge -> report); the
+layers, lowest first, are physics, config, store, data, recon and analysis, merge, the task
+and the multi-reflection stage, scheduling, the CLI (tests/test_layout.py).
 """
 
 from typing import TYPE_CHECKING

@@ -9,7 +9,7 @@ consume what it returns, so no geometry is built twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,25 +64,27 @@ def resolve(spec: SweepSpec, store: Store | None) -> dict[str, ResolvedInput]:
     """Every dataset of spec, resolved and validated, without simulating or writing anything;
     every multi set's reflections checked (one material and energy, allowed reflections, a
     determined tensor when asked for). DyncdiError names the sweep file's field."""
-    simulated_by: dict[str, tuple[str, Geometry, str]] = {}
+    given: dict[str, Geometry] = {}  # the geometries multi-set entries give their datasets
+    simulated_by: dict[str, tuple[str, str]] = {}  # dataset -> (set, fingerprint) of the set
     for name, cfg in spec.multi.items():
-        fingerprints = simulated_fingerprints(cfg) if cfg.simulate is not None else {}
-        for dataset, geometry in entry_geometries(cfg, f"multi.{name}").items():
-            simulated_by[dataset] = (f"multi.{name}", geometry, fingerprints.get(dataset))
-    resolved = {}
+        given.update(entry_geometries(cfg, f"multi.{name}"))
+        if cfg.simulate is not None:
+            for dataset, fingerprint in simulated_fingerprints(cfg).items():
+                simulated_by[dataset] = (f"multi.{name}", fingerprint)
+    found: dict[str, ResolvedInput] = {}
     for name, dataset in spec.datasets.items():
-        source, geometry, fingerprint = simulated_by.get(name, (None, None, None))
-        if fingerprint is not None:
-            resolved[name] = ResolvedInput(name, geometry, fingerprint, source)
+        if name in simulated_by:
+            source, fingerprint = simulated_by[name]
+            found[name] = ResolvedInput(name, given[name], fingerprint, source)
         else:
-            resolved[name] = _resolve_dataset(name, dataset, store)
+            found[name] = _resolve_dataset(name, dataset, store)
+    geometries = {d: r.geometry for d, r in found.items()} | given
+    reflections: dict[str, dict[str, Reflection]] = {d: {} for d in found}
     for set_name, cfg in spec.multi.items():
-        geometries = {d: r.geometry for d, r in resolved.items()}
-        geometries.update((d, g) for d, (_, g, _) in simulated_by.items() if d in geometries)
-        reflections = build_reflections(cfg, geometries, f"multi.{set_name}")
-        for entry, reflection in zip(cfg.reflections, reflections, strict=True):
-            resolved[entry.dataset].reflections[set_name] = reflection
-    return resolved
+        built = build_reflections(cfg, geometries, f"multi.{set_name}")
+        for entry, reflection in zip(cfg.reflections, built, strict=True):
+            reflections[entry.dataset][set_name] = reflection
+    return {d: replace(r, reflections=reflections[d]) for d, r in found.items()}
 
 
 def _resolve_dataset(name: str, dataset, store: Store | None) -> ResolvedInput:
@@ -99,18 +101,18 @@ def _resolve_dataset(name: str, dataset, store: Store | None) -> ResolvedInput:
                 "write it first with 'dyncdi simulate' or 'dyncdi load', or point --store at it",
             )
         attrs = store.input_attrs(name)
-        return ResolvedInput(
-            name, Geometry.from_attrs(attrs["geometry"]), attrs["fingerprint"], "store"
-        )
+        geometry = Geometry.from_attrs(attrs["geometry"])
+        return ResolvedInput(name, geometry, attrs["fingerprint"], "store")
     assert isinstance(dataset, ArrayDataset)
-    group = read_array_input(dataset, where)
-    geometry = Geometry.from_attrs(group.attrs["geometry"])
+    group, geometry = read_array_input(dataset, where)
     return ResolvedInput(name, geometry, group.attrs["fingerprint"], "file", group=group)
 
 
-def simulated_input(cfg: SimulateConfig, field: str = "simulate") -> xr.Dataset:
-    """Simulate a dataset and wrap it as an input group; geometry errors name field."""
-    return simulate_group(cfg, cfg.geometry.build(f"{field}.simulate.geometry"))
+def simulated_input(cfg: SimulateConfig, field: str = "") -> xr.Dataset:
+    """Simulate a dataset and wrap it as an input group; geometry errors name
+    <field>.simulate.geometry.<parameter>."""
+    prefix = f"{field}.simulate.geometry" if field else "simulate.geometry"
+    return simulate_group(cfg, cfg.geometry.build(prefix))
 
 
 def simulate_group(cfg: SimulateConfig, geometry: Geometry) -> xr.Dataset:
@@ -134,8 +136,9 @@ def simulate_group(cfg: SimulateConfig, geometry: Geometry) -> xr.Dataset:
     return ds
 
 
-def read_array_input(spec: ArrayDataset, field: str) -> xr.Dataset:
-    """Read a .npy/.npz intensity file with its geometry; validate it; wrap it as an input group."""
+def read_array_input(spec: ArrayDataset, field: str) -> tuple[xr.Dataset, Geometry]:
+    """Read a .npy/.npz intensity file with its geometry; validate it; wrap it as an input
+    group. Returns the group and the geometry."""
     path = Path(spec.path)
     if not path.is_file():
         raise DyncdiError(f"{field}.path", f"no such file {str(path)!r}", "check the path")
@@ -156,7 +159,7 @@ def read_array_input(spec: ArrayDataset, field: str) -> xr.Dataset:
     check_intensity(intensity, geometry, f"{field}.path")
     source = {"kind": "file", "path": str(path), "key": spec.key}
     fingerprint = stable_hash({"data": array_digest(intensity), "geometry": geometry.to_attrs()})
-    return encode_input(intensity, geometry, source=source, fingerprint=fingerprint)
+    return encode_input(intensity, geometry, source=source, fingerprint=fingerprint), geometry
 
 
 def build(
@@ -174,8 +177,10 @@ def build(
         members = [e.dataset for e in cfg.reflections]
         if cfg.simulate is not None and stale & set(members):
             reflections = tuple(resolved[d].reflections[set_name] for d in members)
-            groups.update(simulated_multi_inputs(cfg, f"multi.{set_name}", reflections))
-    for name in sorted(stale - set(groups)):
+            simulated = simulated_multi_inputs(cfg, f"multi.{set_name}", reflections)
+            groups.update((d, g) for d, g in simulated.items() if d in stale)
+            stale -= set(simulated)
+    for name in sorted(stale):
         r = resolved[name]
         if r.group is not None:
             groups[name] = r.group

@@ -1,5 +1,6 @@
 """Sweep expansion: spec -> task specs (the cartesian product of the axes), and the plan that
-splits them by what the store already holds. Pure: it reads result ids, writes nothing."""
+splits them by what the store already holds. Pure: it reads result ids and statuses, writes
+nothing."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..physics.geometry import Geometry
+from ..physics.kinematical import centred_far_field
 
 THRESHOLD = float(np.exp(-1.0))
 
@@ -51,13 +52,6 @@ def q_edge(geometry: Geometry) -> float:
     return float(np.min(half / np.linalg.norm(dual, axis=1)))
 
 
-def far_fields(objects: np.ndarray) -> np.ndarray:
-    """Unitary DFTs (peak-centred) of centred objects (K, N0, N1, N2), as the data are sampled."""
-    axes = (1, 2, 3)
-    shifted = np.fft.ifftshift(objects, axes=axes)
-    return np.fft.fftshift(np.fft.fftn(shifted, axes=axes, norm="ortho"), axes=axes)
-
-
 def prtf(
     objects: np.ndarray,
     intensity: np.ndarray,
@@ -87,7 +81,7 @@ def prtf(
     measured = np.ones(intensity.shape, bool) if mask is None else ~np.asarray(mask, bool)
     used = measured & (intensity > 0)
     amplitude = np.sqrt(np.maximum(intensity, 0.0))
-    fields = far_fields(objects)
+    fields = centred_far_field(objects)
     mags = np.abs(fields)
     scales = np.sum(mags * amplitude * used, axis=(1, 2, 3)) / np.maximum(
         np.sum(mags**2 * used, axis=(1, 2, 3)), 1e-300

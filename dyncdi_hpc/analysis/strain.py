@@ -1,7 +1,7 @@
 """Displacement along h and strain along h from a reconstructed phase.
 
 The object is psi = S exp(i phi) with phi = -h.u = -|h| u_z (z along h; physics/geometry.py
-fixes the sign, analysis/frames.py the axes), so the displacement along h is
+fixes the sign, physics/frames.py the axes), so the displacement along h is
 u_z = -phi / |h| (nm) and the strain along h is eps_zz = d u_z / d z = -(d phi / d z) / |h|.
 Derivatives are taken of exp(i phi), as the angle of
 the product of neighbouring unit phasors, never of the wrapped phase itself: a phase that

@@ -139,6 +139,7 @@ def largest_fft_size(limit: int) -> int:
 
 
 def mask_invalid(raw: RawScan, saturation: float | None, record: Record) -> np.ndarray:
+    """Mask (N0, N1, N2), True = ignored: the file's mask, saturated and non-finite pixels."""
     data = raw.intensity
     mask = np.zeros(data.shape, bool)
     if raw.mask is not None:
@@ -185,6 +186,7 @@ def mask_invalid(raw: RawScan, saturation: float | None, record: Record) -> np.n
 
 
 def check_counts(data: np.ndarray, mask: np.ndarray, record: Record) -> None:
+    """Refuse negative counts outside the mask; note counts that are not integers."""
     valid = data[~mask]
     negative = int(np.count_nonzero(valid < 0))
     if negative:
@@ -202,7 +204,11 @@ def check_counts(data: np.ndarray, mask: np.ndarray, record: Record) -> None:
         )
 
 
-def bin_detector(data: np.ndarray, mask: np.ndarray, factor: int, record: Record):
+def bin_detector(
+    data: np.ndarray, mask: np.ndarray, factor: int, record: Record
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum factor x factor detector pixels (trimmed to a multiple); a binned pixel is masked
+    when any of its pixels is. Returns (N0, N1 // factor, N2 // factor) data and mask."""
     n1, n2 = (s - s % factor for s in data.shape[1:])
     if (n1, n2) != data.shape[1:]:
         record.note(
@@ -233,6 +239,7 @@ AXES = ("rocking", "row", "col")
 
 
 def check_peak(data: np.ndarray, mask: np.ndarray, peak: tuple[int, ...]) -> None:
+    """Refuse a scan whose rocking curve is cut at either end or whose peak is near an edge."""
     curve = np.where(mask, 0.0, data).sum(axis=(1, 2))
     top = curve.max()
     for end, value in (("first", curve[0]), ("last", curve[-1])):
@@ -255,7 +262,13 @@ def check_peak(data: np.ndarray, mask: np.ndarray, peak: tuple[int, ...]) -> Non
             )
 
 
-def window(data, mask, peak, target, record: Record):
+def window(
+    data: np.ndarray,
+    mask: np.ndarray,
+    peak: tuple[int, ...],
+    target: tuple[int, ...],
+    record: Record,
+) -> tuple[np.ndarray, np.ndarray]:
     """Crop/pad to target (per axis) with the peak at index target // 2; padding is masked."""
     out = np.zeros(target, data.dtype)
     out_mask = np.ones(target, bool)
@@ -286,7 +299,14 @@ def window(data, mask, peak, target, record: Record):
     return out, out_mask
 
 
-def target_shape(data_shape, peak, shape, record: Record) -> tuple[int, ...]:
+def target_shape(
+    data_shape: tuple[int, ...],
+    peak: tuple[int, ...],
+    shape: tuple[int, int, int] | None,
+    record: Record,
+) -> tuple[int, ...]:
+    """The shape to crop to: the given one (FFT-friendly sizes checked), else per axis the
+    largest FFT-friendly window around the peak that fits in the data."""
     if shape is not None:
         bad = [n for n in shape if not fft_friendly(int(n))]
         if bad:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import CrystalConfig
+from ..config import CrystalConfig, VectorDisplacementConfig
 from ..errors import DyncdiError
 from ..physics import dynamical
 from ..physics.frames import SampleGrid
@@ -29,16 +29,6 @@ from .simulate import check_oversampling, crystal_shape
 CRYSTAL_AXES_HKL = (0, 0, 1)
 
 DEFAULT_CRYSTAL = CrystalConfig(size_nm=800.0)
-
-
-@dataclass(frozen=True)
-class VectorDisplacement:
-    """Smooth u(r): per component, n_lobes Gaussian lobes of random sign, centre and width
-    (fractions of size_nm), each of height amplitude_nm; analytic, so the same on every grid."""
-
-    amplitude_nm: float = 0.05
-    n_lobes: int = 3
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,7 +55,7 @@ class MultiSimulated:
 
 
 def displacement_field(
-    positions_nm: np.ndarray, cfg: VectorDisplacement, size_nm: float
+    positions_nm: np.ndarray, cfg: VectorDisplacementConfig, size_nm: float
 ) -> np.ndarray:
     """u at sample-frame positions (..., 3) nm, shape (3, ...) nm."""
     rng = np.random.default_rng(cfg.seed)
@@ -81,7 +71,7 @@ def displacement_field(
 
 
 def sample_truth(
-    grid: SampleGrid, crystal: CrystalConfig, displacement: VectorDisplacement
+    grid: SampleGrid, crystal: CrystalConfig, displacement: VectorDisplacementConfig
 ) -> SampleTruth:
     """Shape and u of the crystal on the sample grid."""
     positions = grid.positions_nm()
@@ -108,7 +98,7 @@ def simulate_multi(
     grid: SampleGrid,
     *,
     crystal: CrystalConfig = DEFAULT_CRYSTAL,
-    displacement: VectorDisplacement = VectorDisplacement(),
+    displacement: VectorDisplacementConfig = VectorDisplacementConfig(),
     model: str = "kinematical",
     peak_counts: float = 1e5,
     noise: bool = False,

@@ -15,7 +15,7 @@ from scipy.ndimage import distance_transform_edt
 from ..analysis.registration import fourier_shift, subvoxel_shift
 from ..analysis.strain import displacement_along_h
 from ..analysis.strain_tensor import least_squares_displacement
-from ..config import ReconParams
+from ..config import JointADConfig, ReconParams
 from ..merge.align import flip_periodic
 from ..physics.frames import SampleGrid
 from ..physics.objects import support_of
@@ -25,7 +25,7 @@ from ..physics.resample import (
     conjugate_to_sample_plan,
     resample,
 )
-from ..recon.joint import JointOptions, JointResult, reconstruct_joint
+from ..recon.joint import JointResult, reconstruct_joint
 from ..recon.pipeline import reconstruct
 from ..recon.projections import gaussian_blur
 
@@ -147,7 +147,7 @@ def joint_from_independent(
     reflections: tuple[Reflection, ...],
     *,
     masks: tuple[np.ndarray | None, ...] | None = None,
-    options: JointOptions = JointOptions(),
+    options: JointADConfig = JointADConfig(),
     want_tensor: bool = True,
 ) -> JointResult:
     """Joint AD started from the classic route: its common support blurred by 1 voxel as the

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..config import MultiReflectionConfig, ReflectionEntry
-from ..data.simulate_multi import VectorDisplacement, sample_truth, simulate_multi
+from ..data.simulate_multi import sample_truth, simulate_multi
 from ..errors import DyncdiError, field_path
 from ..identity import stable_hash
 from ..physics.frames import SampleGrid
@@ -89,7 +89,7 @@ def simulated_multi_inputs(
         reflections,
         grid,
         crystal=sim_cfg.crystal,
-        displacement=VectorDisplacement(**sim_cfg.displacement.model_dump()),
+        displacement=sim_cfg.displacement,
         model=sim_cfg.model,
         peak_counts=sim_cfg.peak_counts,
         noise=sim_cfg.noise,
@@ -115,9 +115,7 @@ def sample_truth_dataset(cfg: MultiReflectionConfig) -> xr.Dataset:
     (x, y, z) in nm, for comparisons with the multi group (stage.py)."""
     assert cfg.simulate is not None
     grid = SampleGrid(cfg.grid.shape, cfg.grid.voxel_nm)
-    truth = sample_truth(
-        grid, cfg.simulate.crystal, VectorDisplacement(**cfg.simulate.displacement.model_dump())
-    )
+    truth = sample_truth(grid, cfg.simulate.crystal, cfg.simulate.displacement)
     return xr.Dataset(
         {
             "amplitude": (SAMPLE_DIMS, truth.amplitude.astype(np.float32)),

@@ -23,7 +23,7 @@ from ..identity import stable_hash
 from ..physics.frames import SampleGrid
 from ..physics.resample import Reflection
 from ..provenance import provenance
-from ..recon.joint import JointOptions, JointResult
+from ..recon.joint import JointResult
 from ..recon.pipeline import reconstruct
 from ..store.groups import complex_object, encode_multi
 from ..store.zarr_store import Store
@@ -169,7 +169,7 @@ def run_multi_reflection(
         tuple(m.intensity for m in measurements),
         reflections,
         masks=tuple(m.mask for m in measurements),
-        options=JointOptions(**cfg.joint.model_dump()),
+        options=cfg.joint,
         want_tensor=cfg.tensor,
     )
     return _multi_group(cfg, reflections, grid, classic, joint, merged)

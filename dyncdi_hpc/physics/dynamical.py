@@ -77,7 +77,7 @@ BOX_PREFILTER_MARGIN = 3
 class DynamicalOptions:
     """Static settings of the 3D dynamical model (hashable, static under jit).
 
-    points_per_extinction: march points per coupling length along a ray (dynamical.py's
+    points_per_extinction: march points per coupling length along a ray (tt_march.py's
     accuracy knob, >= 6); points_per_voxel: march points per conjugate voxel along a0 (the
     sampling of the object along the exit beam, >= 1); drop_chihbar: single scattering with
     refraction and absorption (no Dh -> D0 back-coupling); checkpoint_block: under reverse
@@ -142,7 +142,7 @@ class MarchPlan:
     """Everything static that maps one geometry onto the march (numpy; lengths in nm).
 
     The march covers box (voxel ranges [lo, hi) of the conjugate grid) in the sheared layout
-    of dynamical.sheared_march: (nx, nrays) per y-slice of the box. Column n sits at
+    of sheared_march.sheared_march: (nx, nrays) per y-slice of the box. Column n sits at
     mu0 = lo0 - 1 + n / p0 and ray i at mu1 = hi1 - (i + 1) / r; col_rays[m1 - lo1] =
     r (hi1 - m1) - 1 are the exit rays through voxel column m1 of the box.
     """

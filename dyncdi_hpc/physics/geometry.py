@@ -26,8 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..errors import ParameterError
-from .lattice import HC_KEV_NM, bragg_angle_rad, check_reflection, crystal
+from ..errors import ParameterError, field_path
+from .lattice import HC_KEV_NM, check_reflection, crystal, kinematical_bragg_angle
 
 
 @dataclass(frozen=True)
@@ -132,17 +132,19 @@ class Geometry:
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> Geometry:
-        """Inverse of to_attrs (derived entries are ignored)."""
-        return make_geometry(
-            energy_kev=attrs["energy_kev"],
-            material=attrs["material"],
-            hkl=tuple(attrs["hkl"]),
-            shape=tuple(attrs["shape"]),
-            rocking_step_rad=attrs["rocking_step_rad"],
-            pixel_size_m=attrs["pixel_size_m"],
-            detector_distance_m=attrs["detector_distance_m"],
-            polarisation=attrs.get("polarisation", "sigma"),
-        )
+        """Inverse of to_attrs (derived entries are ignored); a problem names
+        geometry.<parameter>, the attrs' name in every stored group."""
+        with field_path("geometry"):
+            return make_geometry(
+                energy_kev=attrs["energy_kev"],
+                material=attrs["material"],
+                hkl=tuple(attrs["hkl"]),
+                shape=tuple(attrs["shape"]),
+                rocking_step_rad=attrs["rocking_step_rad"],
+                pixel_size_m=attrs["pixel_size_m"],
+                detector_distance_m=attrs["detector_distance_m"],
+                polarisation=attrs.get("polarisation", "sigma"),
+            )
 
 
 def make_geometry(
@@ -162,7 +164,7 @@ def make_geometry(
     check_reflection(structure, hkl)
     if energy_kev <= 0:
         raise ParameterError("energy_kev", f"{energy_kev} keV", "give a positive energy")
-    bragg_angle_rad(structure, hkl, energy_kev)
+    kinematical_bragg_angle(structure, hkl, energy_kev)
     if len(shape) != 3 or any(int(n) < 4 for n in shape):
         raise ParameterError("shape", f"{list(shape)}", "give three sizes, each >= 4")
     for name, value in (

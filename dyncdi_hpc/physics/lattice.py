@@ -126,7 +126,7 @@ def check_reflection(
         )
 
 
-def bragg_angle_rad(
+def kinematical_bragg_angle(
     structure: CrystalStructure, hkl: tuple[int, int, int], energy_kev: float
 ) -> float:
     """Kinematical Bragg angle (rad) of hkl at energy_kev; BraggCutoffError below the cutoff."""

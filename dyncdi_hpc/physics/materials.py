@@ -29,8 +29,14 @@ from ..errors import (
     ParameterError,
     UnknownMaterialError,
 )
-from .lattice import HC_KEV_NM, CrystalStructure, check_hkl, check_reflection, crystal
-from .lattice import bragg_angle_rad as _bragg_angle_rad
+from .lattice import (
+    HC_KEV_NM,
+    CrystalStructure,
+    check_hkl,
+    check_reflection,
+    crystal,
+    kinematical_bragg_angle,
+)
 
 R_E_NM = 2.8179403262e-6  # classical electron radius (nm, CODATA 2018)
 _MIN_ENERGY_KEV = 1.0  # below this the two-beam model and the f0 tables are of no use here
@@ -121,7 +127,7 @@ def bragg_angle_rad(
     """Kinematical Bragg angle (rad); BraggCutoffError outside the tables or below the cutoff."""
     structure = _structure(material)
     _check_energy(energy_kev)
-    return _bragg_angle_rad(structure, tuple(hkl), energy_kev)
+    return kinematical_bragg_angle(structure, tuple(hkl), energy_kev)
 
 
 def _checked_hkl(structure: CrystalStructure, hkl: tuple[int, ...]) -> tuple[int, int, int]:

@@ -55,7 +55,7 @@ from ..errors import ParameterError
 from .materials import BraggCase, Susceptibility
 
 # Default grid: points per coupling length lambda / (pi C |sqrt(chih chihbar)|) along a ray.
-# Measured against the closed-form slab (tests/physics/test_dynamical.py): the largest
+# Measured against the closed-form slab (tests/physics/test_tt_march.py): the largest
 # reflectivity error over a rocking curve is ~1e-2 at 8 points, ~3e-3 at 16, ~1e-3 at 24 and
 # falls as step^2.
 POINTS_PER_EXTINCTION = 24.0

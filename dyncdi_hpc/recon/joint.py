@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..config import JointADConfig
 from ..errors import ParameterError
 from ..physics.dynamical import DynamicalOptions, support_box
 from ..physics.frames import SampleGrid
@@ -298,21 +299,6 @@ def loose_support(shape: np.ndarray, sigma: float = 1.0, threshold: float = 0.1)
 
 
 @dataclass(frozen=True)
-class JointOptions:
-    """The joint fit's settings, named as in a sweep spec's multi.<set>.joint block
-    (config.JointADConfig): `JointOptions(**cfg.joint.model_dump())`."""
-
-    model: str = "kinematical"
-    loss: str = "poisson"
-    steps: int = 600
-    log_every: int = 50
-    smooth_weight: float = 30.0
-    lr_shape: float = 5e-2
-    lr_displacement: float = 4e-4
-    fit_rocking_offset: bool = False
-
-
-@dataclass(frozen=True)
 class JointResult:
     """A joint reconstruction on the sample grid: shape (nx, ny, nz) in [0, 1], support (bool),
     displacement (3, nx, ny, nz) nm with zero mean inside the support, loss history (steps,),
@@ -332,7 +318,7 @@ def reconstruct_joint(
     grid: SampleGrid,
     shape: np.ndarray,
     *,
-    options: JointOptions = JointOptions(),
+    options: JointADConfig = JointADConfig(),
     displacement_nm: np.ndarray | None = None,
     masks: tuple[np.ndarray | None, ...] | None = None,
     want_tensor: bool = True,
@@ -342,13 +328,15 @@ def reconstruct_joint(
 
     shape: a starting shape on grid (nx, ny, nz) in [0, 1] (e.g. a blurred support of an
     independent reconstruction in the sample frame); its loose support confines the fit.
-    displacement_nm: starting u (3, nx, ny, nz) nm (None: 0). want_tensor: refuse a set of
-    reflections that cannot determine the strain tensor (ParameterError), before anything runs.
+    options: the fit's model, loss, steps and learning rates, as a sweep spec's
+    multi.<set>.joint block gives them. displacement_nm: starting u (3, nx, ny, nz) nm (None:
+    0). want_tensor: refuse a set of reflections that cannot determine the strain tensor
+    (ParameterError), before anything runs.
     """
     check_reflection_set(reflections, want_tensor)
+    forward_model(options.model)
     if options.loss not in LOSSES:
         raise ParameterError("loss", f"unknown loss {options.loss!r}", f"use {', '.join(LOSSES)}")
-    forward_model(options.model)
     if np.shape(shape) != grid.shape:
         raise ParameterError(
             "shape", f"{np.shape(shape)} != grid {grid.shape}", "start on the grid"

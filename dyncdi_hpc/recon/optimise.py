@@ -57,7 +57,7 @@ def compiled_chunk(fit: Fit, length: int) -> Callable:
         params, opt_state = carry
         (_, logged), grads = grad_fn(params, problem, hyper)
         # optax 0.2.8's bias correction (1 - decay**count, an int32 count) needs JAX's standard
-        # promotion; our own code is traced under whatever the caller sets (strict in the tests)
+        # promotion: a user (or the tests) running under strict promotion checks our code only
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), logged

@@ -46,8 +46,9 @@ class ShrinkWrapParams:
 
 
 def masked(psi: jax.Array, support: jax.Array) -> jax.Array:
-    """psi inside the support (bool) and +0 outside (a select: a product with the mask would
-    leave signed zeros, whose angle, the AD start's phase, is pi)."""
+    """psi inside the support (bool) and +0 outside (a select, as JAX compiles psi * support;
+    a product with the mask cast to complex leaves signed zeros, whose angle, the AD start's
+    phase, is pi)."""
     return jnp.where(support, psi, 0)
 
 

@@ -28,8 +28,8 @@ def shape_tv(params: CrystalParams) -> jax.Array:
     return total_variation(shape_of(params))
 
 
-# the single-crystal fit's terms by the name of their weight in ReconParams (<name>_weight)
-REGULARISERS: dict[str, Regulariser] = {"tv": shape_tv}
+# the single-crystal fit's terms, by the ReconParams field that holds their weight
+REGULARISERS: dict[str, Regulariser] = {"tv_weight": shape_tv}
 
 
 def regularised(

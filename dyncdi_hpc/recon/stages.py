@@ -33,7 +33,7 @@ from .projections import (
     run_block,
     shrink_wrap,
 )
-from .regularisers import REGULARISERS
+from .regularisers import REGULARISERS, Regulariser
 
 Progress = Callable[[str, int, float], None]
 
@@ -99,8 +99,7 @@ def phase_retrieval(
     """
     blocks = parse_recipe(params.recipe)
     total = sum(n for _, n in blocks)
-    sw = params.shrinkwrap
-    shrinkwrap = ShrinkWrapParams(sw.every, sw.threshold, sw.sigma_start, sw.sigma_end, sw.start)
+    shrinkwrap = ShrinkWrapParams(**params.shrinkwrap.model_dump())
     coherence = (
         None
         if params.coherence is None
@@ -204,7 +203,7 @@ def step_config(
         lr_shape=params.lr_shape,
         lr_phase=params.lr_phase,
         lr_scale=params.lr_scale,
-        regularisers=tuple(f for name, f in REGULARISERS.items() if _weight(params, name) > 0),
+        regularisers=tuple(term for _, term in regulariser_terms(params)),
         coherence=params.coherence is not None,
         lr_coherence=params.lr_coherence,
         background=params.background is not None,
@@ -214,14 +213,15 @@ def step_config(
     )
 
 
-def _weight(params: ReconParams, name: str) -> float:
-    return float(getattr(params, f"{name}_weight"))
+def regulariser_terms(params: ReconParams) -> tuple[tuple[float, Regulariser], ...]:
+    """(weight, function) of every regulariser whose weight in params is above 0."""
+    pairs = ((float(getattr(params, field)), term) for field, term in REGULARISERS.items())
+    return tuple((weight, term) for weight, term in pairs if weight > 0)
 
 
 def hyper_of(params: ReconParams, dtype: jnp.dtype) -> Hyper:
     """The traced weights of step_config(params)'s regularisers, in their order."""
-    weights = [_weight(params, name) for name in REGULARISERS]
-    return Hyper(tuple(jnp.asarray(w, dtype) for w in weights if w > 0))
+    return Hyper(tuple(jnp.asarray(weight, dtype) for weight, _ in regulariser_terms(params)))
 
 
 def refraction_offset_steps(geometry: Geometry) -> float:

@@ -1,7 +1,7 @@
 """Export merged results for other tools: VTK image data (ParaView) and CXI/HDF5.
 
 The Zarr store stays the master copy; exports are resampled onto the orthogonal sample frame
-(analysis/frames.py: x, y, z in nm, z along h, right-handed, isotropic voxels).
+(physics/frames.py: x, y, z in nm, z along h, right-handed, isotropic voxels).
 
 * VTK: one `<key>.vti` (XML ImageData, written by pyevtk) per merged group: point data
   amplitude, phase, displacement, strain, support, support_probability and every spread map

@@ -1,4 +1,5 @@
-"""Task summaries read from result attributes only (fast: no arrays are opened)."""
+"""Summaries of a store read from group attributes only (fast: no arrays are opened): the
+task table, and the one-line summaries of merged groups and multi-reflection sets."""
 
 from __future__ import annotations
 

@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from dyncdi_hpc.analysis.prtf import THRESHOLD, far_fields, prtf, q_edge, q_magnitude
+from dyncdi_hpc.analysis.prtf import THRESHOLD, prtf, q_edge, q_magnitude
 from dyncdi_hpc.config import ReconParams
 from dyncdi_hpc.data.simulate import simulate
 from dyncdi_hpc.merge.align import align
+from dyncdi_hpc.physics.kinematical import centred_far_field
 from dyncdi_hpc.recon.pipeline import reconstruct
 from tests.conftest import sim_config
 
@@ -39,7 +40,7 @@ def test_exact_members_give_one_and_random_high_q_phases_a_fall(noiseless32, geo
     # 16 members falls to about 1/4, below 1/e, so the cutoff is near q_edge / 2
     rng = np.random.default_rng(0)
     q = q_magnitude(geometry32)
-    far = far_fields(truth[None])[0]
+    far = centred_far_field(truth[None])[0]
     members = []
     for _ in range(16):
         phase = np.where(q > exact.q_edge_nm / 2, rng.uniform(0, 2 * np.pi, q.shape), 0.0)

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dyncdi_hpc.config import CrystalConfig
-from dyncdi_hpc.data.simulate_multi import VectorDisplacement, displacement_field, simulate_multi
+from dyncdi_hpc.config import CrystalConfig, VectorDisplacementConfig
+from dyncdi_hpc.data.simulate_multi import displacement_field, simulate_multi
 from dyncdi_hpc.errors import DyncdiError
 from dyncdi_hpc.physics.frames import SampleGrid
 from dyncdi_hpc.physics.resample import Reflection, resample, sample_to_conjugate_plan
@@ -29,7 +29,7 @@ def test_each_scan_sees_its_own_projection_of_one_displacement(three):
         three.reflections, three.truths, three.intensities, strict=True
     ):
         r = reflection.geometry.voxel_positions_nm() @ reflection.rotation
-        u = displacement_field(r, VectorDisplacement(), 800.0)
+        u = displacement_field(r, VectorDisplacementConfig(), 800.0)
         inside = truth.support
         np.testing.assert_allclose(
             truth.phase[inside], -np.tensordot(reflection.h_nm, u, axes=1)[inside], rtol=1e-12

@@ -10,7 +10,13 @@ from pydantic import ValidationError
 
 from dyncdi_hpc.analysis.registration import remove_translation
 from dyncdi_hpc.analysis.strain_tensor import displacement_errors, strain_dataset, strain_errors
-from dyncdi_hpc.config import CrystalConfig, MultiReflectionConfig, ReconParams, load_sweep
+from dyncdi_hpc.config import (
+    CrystalConfig,
+    JointADConfig,
+    MultiReflectionConfig,
+    ReconParams,
+    load_sweep,
+)
 from dyncdi_hpc.data.simulate_multi import simulate_multi
 from dyncdi_hpc.errors import DyncdiError
 from dyncdi_hpc.multi.independent import independent_route, joint_from_independent
@@ -21,7 +27,6 @@ from dyncdi_hpc.physics.geometry import Geometry
 from dyncdi_hpc.physics.resample import Reflection
 from dyncdi_hpc.recon.joint import (
     JointConfig,
-    JointOptions,
     JointParams,
     joint_models,
     joint_objective,
@@ -157,7 +162,7 @@ def _bad(reflections, grid=GRID, **kw):
     intensities = tuple(np.ones(r.geometry.shape) for r in reflections)
     start = np.zeros(grid.shape)
     return reconstruct_joint(
-        intensities, reflections, grid, start, options=JointOptions(steps=1, **kw)
+        intensities, reflections, grid, start, options=JointADConfig.model_construct(steps=1, **kw)
     )
 
 
@@ -213,7 +218,7 @@ def test_dynamical_model_is_selectable_and_its_joint_fit_descends():
         reflections,
         grid,
         start,
-        options=JointOptions(model="dynamical", steps=10, log_every=5),
+        options=JointADConfig(model="dynamical", steps=10, log_every=5),
     )
     assert np.all(np.isfinite(result.loss))
     assert result.loss[-1] < 0.7 * result.loss[0]
@@ -351,7 +356,7 @@ def test_joint_dynamical_reconstruction_of_dynamical_data():
         reflections,
         GRID,
         _blurred(sim.truth.support),
-        options=JointOptions(model="dynamical", steps=600),
+        options=JointADConfig(model="dynamical", steps=600),
     )
     u_err, strain_err = _errors(result.displacement_nm, result.shape, sim.truth)
     print(f"\ndynamical joint: u RMS / range {np.round(u_err, 4)}, strain {strain_err:.3f}")

@@ -11,8 +11,8 @@ from scipy.ndimage import binary_erosion
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical, truth_params
 from dyncdi_hpc.merge.align import align, phase_rms
-from dyncdi_hpc.physics.objects import CrystalParams
-from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, objective, refine
+from dyncdi_hpc.physics.objects import CrystalParams, object_of
+from dyncdi_hpc.recon.optimise import ADParams, Hyper, Problem, confined, objective, refine
 from dyncdi_hpc.recon.projections import gaussian_blur
 from dyncdi_hpc.recon.stages import rescaled, stage_start, step_config, with_nuisances
 
@@ -74,8 +74,7 @@ def test_nuisance_gradients_match_central_differences() -> None:
 def _score(fit: ADParams, problem: Problem, data) -> tuple[float, float, tuple]:
     truth = data.truth.amplitude * np.exp(1j * data.truth.phase)
     crystal = fit.crystal
-    shape = jax.nn.sigmoid(jnp.where(problem.support, crystal.logits, -jnp.inf))
-    obj = np.asarray(shape * jnp.exp(1j * crystal.phase))
+    obj = np.asarray(object_of(confined(crystal, problem.support)))
     a = align(obj, truth)
     interior = binary_erosion(data.truth.support)
     return phase_rms(a.obj, truth, data.truth.support), phase_rms(a.obj, truth, interior), a
