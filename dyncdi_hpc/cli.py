@@ -73,37 +73,19 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
 )
 @user_errors
 def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_dir) -> None:
-    """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report."""
+    """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report.
+
+    Exit status: 0 every task done; 2 bad input (one line on stderr, nothing submitted); 3 the
+    sweep ran but some tasks failed or errored (listed; --retry-failed recomputes them).
+    """
     from .config import load_sweep
-    from .schedule.profiles import load_profile
-    from .schedule.run import plan_sweep, run_sweep
-    from .store.summary import multi_vs_truth_text, truth_phase_rms
-    from .store.zarr_store import Store
-    from .sweep import axis_values
+    from .schedule.run import run_sweep
 
     spec = load_sweep(spec_path)
     store_path = Path(store).absolute() if store else spec.store
     profile_name = cluster or spec.cluster
     if dry_run:
-        profile = load_profile(profile_name, overrides)
-        _, the_plan = plan_sweep(spec, store_path, retry_failed, write=False)
-        axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
-        out.print(_sweep_table(the_plan, axes))
-        out.print(
-            f"store: {store_path}\ncluster profile: {profile.name} ({profile.path}), "
-            f"kind {profile.kind}\n{len(the_plan.todo)} to compute, {len(the_plan.done)} done, "
-            f"{len(the_plan.failed)} failed; dry run: nothing submitted"
-        )
-        for name, cfg in spec.multi.items():
-            how = "simulated, " if cfg.simulate else ""
-            out.print(
-                f"multi.{name}: {len(cfg.reflections)} reflections ({how}joint AD "
-                f"{cfg.joint.steps} steps) after the merge, into {store_path / 'multi' / name}"
-            )
-        if profile.kind == "slurm":
-            from .schedule.slurm import job_script
-
-            click.echo(f"job script of each worker:\n{job_script(profile)}")
+        _dry_run(spec, store_path, profile_name, overrides, retry_failed)
         return
     outcome = run_sweep(
         spec,
@@ -114,6 +96,53 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
         report_dir=report_dir,
         console=console,
     )
+    _print_outcome(outcome)
+    if not outcome.all_done:
+        sys.exit(EXIT_TASKS_FAILED)
+
+
+EXIT_TASKS_FAILED = 3
+
+
+def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed: bool) -> None:
+    """Print the task table, the store's size estimate and the job script; submit nothing."""
+    from .schedule.profiles import load_profile
+    from .schedule.run import preview
+    from .store.space import megabytes
+    from .sweep import axis_values
+
+    profile = load_profile(profile_name, overrides)
+    the_plan, estimate, free = preview(spec, store_path, retry_failed)
+    axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
+    out.print(_sweep_table(the_plan, axes))
+    out.print(
+        f"store: {store_path}\ncluster profile: {profile.name} ({profile.path}), "
+        f"kind {profile.kind}\n{len(the_plan.todo)} to compute, {len(the_plan.done)} done, "
+        f"{len(the_plan.failed)} failed; dry run: nothing submitted"
+    )
+    out.print(
+        f"store size: up to {megabytes(estimate['total'])} to write (inputs "
+        f"{megabytes(estimate['inputs'])}, results {megabytes(estimate['results'])}, merged "
+        f"{megabytes(estimate['merged'])}); {megabytes(free)} free there"
+    )
+    for name, cfg in spec.multi.items():
+        how = "simulated, " if cfg.simulate else ""
+        out.print(
+            f"multi.{name}: {len(cfg.reflections)} reflections ({how}joint AD "
+            f"{cfg.joint.steps} steps) after the merge, into {store_path / 'multi' / name}"
+        )
+    if profile.kind == "slurm":
+        from .schedule.slurm import job_script
+
+        click.echo(f"job script of each worker:\n{job_script(profile)}")
+
+
+def _print_outcome(outcome) -> None:
+    """The sweep's summary: counts, where the store, merged groups, sets and report are, and
+    every failed task with its reason."""
+    from .store.summary import multi_vs_truth_text, truth_phase_rms
+    from .store.zarr_store import Store
+
     counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())) or "nothing new"
     out.print(
         f"tasks: {outcome.total} in the sweep, {outcome.skipped} were already done; "
@@ -130,6 +159,10 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
         skipped = " (unchanged, skipped)" if name in outcome.multi_skipped else ""
         out.print(f"multi:  {outcome.store / 'multi' / name}{extra}{skipped}")
     out.print(f"report: {outcome.report}")
+    for tid, reason in sorted(outcome.failed.items()):
+        out.print(f"failed: {tid}: {reason.splitlines()[0][:100]}")
+    if outcome.failed:
+        out.print(f"{len(outcome.failed)} tasks failed; --retry-failed recomputes them")
 
 
 @main.command()
@@ -162,14 +195,17 @@ def simulate(config_path, store, name) -> None:
 
 @main.command()
 @click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@click.option(
+    "--verify", is_flag=True, help="Read every result's arrays and check their checksums."
+)
 @user_errors
-def status(store_path) -> None:
-    """Table of the tasks in a store: done/failed, error, loss, wall time."""
+def status(store_path, verify) -> None:
+    """Table of the tasks in a store: done/failed/damaged, error, loss, wall time, reason."""
     from .store.summary import merged_line, multi_vs_truth_text, status_rows
     from .store.zarr_store import Store
 
     store = Store.open(store_path)
-    rows, counts = status_rows(store)
+    rows, counts = status_rows(store, verify=verify)
     table = Table(title=str(store.path))
     for col in ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason"):
         table.add_column(col)
@@ -181,6 +217,9 @@ def status(store_path) -> None:
         out.print(merged_line(key, store.merged_attrs(key)))
     for name in store.multi_names():
         out.print(f"multi/{name}{multi_vs_truth_text(store.multi_attrs(name))}")
+    if verify and counts.get("damaged"):
+        out.print("damaged groups are quarantined and recomputed by the next 'dyncdi sweep'")
+        sys.exit(EXIT_TASKS_FAILED)
 
 
 @main.command()
@@ -201,7 +240,11 @@ def merge(store_path, spec_path) -> None:
 
     store = Store.open(store_path)
     rule = load_sweep(spec_path).merge if spec_path else MergeRule(**store.merge_rule())
+    before = set(store.quarantined())
     keys = merge_store(store, rule)
+    for entry, why in sorted(store.quarantined().items()):
+        if entry not in before:
+            out.print(f"quarantined: {why} (moved to {store.path / '_quarantine' / entry})")
     if not keys:
         raise DyncdiError("merge", "no completed results in the store", "run a sweep first")
     for key in keys:

@@ -25,6 +25,10 @@ class DyncdiError(Exception):
             message += f" (fix: {fix})"
         super().__init__(message)
 
+    def __reduce__(self):
+        # rebuilt from its parts when it crosses processes (a Dask worker's error)
+        return (type(self), (self.field, self.problem, self.fix))
+
 
 class TaskFailed(Exception):
     """A reconstruction failed for a reason in its data or parameters: recorded, not retried."""

@@ -19,6 +19,9 @@ from .provenance import now_iso, provenance
 from .recon.checkpoint import Checkpoint, Checkpointing
 from .recon.pipeline import reconstruct
 from .store.groups import complex_object, decode_checkpoint, encode_checkpoint, encode_result
+from .store.integrity import DamagedGroup
+from .store.leases import Leases, new_driver_id
+from .store.space import StoreFull, is_full
 from .store.zarr_store import Store
 
 
@@ -52,11 +55,28 @@ def _start_object(store: Store, start_id: str | None) -> np.ndarray | None:
     return complex_object(store.read_start(start_id))
 
 
-def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict:
-    """Run one task unless its result exists; write its result group; return a small summary.
+def _resume_point(store: Store, task_id: str) -> Checkpoint | None:
+    """The task's latest checkpoint; a damaged one is quarantined and the task starts over."""
+    try:
+        stored = store.read_checkpoint(task_id)
+    except DamagedGroup as exc:
+        store.quarantine("checkpoints", task_id, exc.reason)
+        return None
+    return Checkpoint(*decode_checkpoint(stored)) if stored is not None else None
+
+
+def run_task(
+    store_path: str, spec_json: str, checkpoint_every: int = 0, driver: str | None = None
+) -> dict:
+    """Run one task unless its result exists or another process holds it; write its result
+    group; return a small summary (status done, failed, skipped, held or duplicate).
 
     A failure with a reason in the data (TaskFailed) is written as a failed result. Any other
-    exception propagates, so the scheduler retries the task and the store keeps no result.
+    exception propagates, so the scheduler retries the task and the store keeps no result; a
+    full disk comes back as an "error" summary marked full (the driver stops at once).
+    The task is claimed first (store/leases.py): a task another driver's worker is computing
+    comes back as "held" with its holder, uncomputed; driver: the claiming driver's id (its
+    own retries take a lease over at once).
 
     With checkpoint_every > 0 the task saves its state into the store every that many
     iterations and a rerun resumes from the latest checkpoint, so a killed task loses at most
@@ -65,21 +85,35 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
     spec = TaskSpec.model_validate_json(spec_json)
     task_id = spec.task_id
     store = Store.open(store_path)
-    if task_id in store.result_ids():
+    if store.has_result(task_id):
         return {"task_id": task_id, "status": "skipped"}
+    leases = Leases(store.path)
+    try:
+        holder = leases.claim(task_id, driver or new_driver_id())
+        if holder is not None:
+            return {"task_id": task_id, "status": "held", "holder": holder.describe()}
+        with leases.holding(task_id):
+            if store.has_result(task_id):  # finished by its last holder just before the claim
+                return {"task_id": task_id, "status": "skipped"}
+            return _compute(store, spec, checkpoint_every)
+    except (StoreFull, OSError) as exc:  # no room: retrying it elsewhere cannot help
+        if not (isinstance(exc, StoreFull) or is_full(exc)):
+            raise
+        return {"task_id": task_id, "status": "error", "reason": str(exc), "full": True}
+
+
+def _compute(store: Store, spec: TaskSpec, checkpoint_every: int) -> dict:
+    task_id = spec.task_id
     started = now_iso()
     t0 = time.perf_counter()
-    rec = m = None
+    rec = None
     reason = None
-    stored = store.read_checkpoint(task_id)
-    resume = Checkpoint(*decode_checkpoint(stored)) if stored is not None else None
-    checkpointing = Checkpointing(
-        every=checkpoint_every,
-        resume=resume,
-        save=lambda c: store.write_checkpoint(
-            task_id, encode_checkpoint(c.stage, c.step, c.arrays)
-        ),
-    )
+    resume = _resume_point(store, task_id)
+
+    def save(c: Checkpoint) -> None:
+        store.write_checkpoint(task_id, encode_checkpoint(c.stage, c.step, c.arrays))
+
+    checkpointing = Checkpointing(every=checkpoint_every, resume=resume, save=save)
     try:
         m = _measurement(str(store.path), spec.dataset, spec.fingerprint)
         rec = reconstruct(
@@ -110,9 +144,9 @@ def run_task(store_path: str, spec_json: str, checkpoint_every: int = 0) -> dict
         "provenance": provenance(),
     }
     if rec is None:
-        group = encode_result(None, None, None, None, attrs)
+        group = encode_result(None, None, None, attrs)
     else:
-        group = encode_result(rec.obj, rec.support, rec.pr_error, rec.ad_loss, attrs)
+        group = encode_result(rec.obj, rec.pr_error, rec.ad_loss, attrs)
     written = store.write_result(task_id, group)
     store.discard_checkpoint(task_id)
     return {

@@ -59,6 +59,17 @@ class MergeRule(Frozen):
         0, ge=0, description="bootstrap resamples for the merged fields' standard error (0: off)"
     )
     bootstrap_seed: int = 0
+    reject_diverged: bool = Field(
+        True,
+        description="leave out of the merge a result whose fit ran away: its last AD stage "
+        "ended at a higher loss than it started from (finite but garbage)",
+    )
+    max_error_ratio: float | None = Field(
+        1000.0,
+        gt=1,
+        description="leave out a result whose final Fourier error exceeds this times the best "
+        "of its group (None: off). Good starts on noiseless data can end 100x apart",
+    )
 
 
 SELECTION_METRICS = ("error", "loss", "sharpness", "support")

@@ -22,6 +22,7 @@ from ..data.measurement import Measurement, read_measurement
 from ..physics.objects import support_of
 from ..provenance import provenance
 from ..store.groups import complex_object, encode_merged
+from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
 from .align import align, dice, move_like, phase_rms
 
@@ -199,10 +200,61 @@ def _strain_rms(strain: np.ndarray, m: Measurement) -> float:
     return float(np.sqrt(np.mean((strain - true_strain)[inside] ** 2)))
 
 
-def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: MergeRule) -> str:
-    """Merge one (dataset, model) group into merged/<dataset>-<model>; returns the key."""
-    scored = [(float(store.result_attrs(t)["metrics"][rule.metric]), t) for t in ids]
+def ran_away(attrs: dict) -> bool:
+    """True when a result's last AD stage ended at a higher loss than it started from (its
+    fit diverged); False when the result records no loss history in its attrs."""
+    history = attrs.get("ad_loss") or []
+    params = attrs["spec"]["params"]
+    stages = [s["ad_steps"] for s in params.get("stages") or []]
+    start = sum(stages) if params.get("ad_steps", 0) else sum(stages[:-1])
+    if len(history) <= start + 1:
+        return False
+    return float(history[-1]) > float(history[start])
+
+
+def diverged(attrs: dict[str, dict], rule: MergeRule) -> dict[str, str]:
+    """The members left out as diverged, with the reason: a fit that ran away (ran_away,
+    with rule.reject_diverged) or a final Fourier error above rule.max_error_ratio times the
+    group's best."""
+    errors = {t: float(a["metrics"]["error"]) for t, a in attrs.items()}
+    best = min(errors.values()) if errors else 0.0
+    out = {}
+    for t, a in attrs.items():
+        if rule.reject_diverged and ran_away(a):
+            out[t] = "its AD loss ended above where it started"
+        elif rule.max_error_ratio is not None and errors[t] > rule.max_error_ratio * best:
+            out[t] = f"its error {errors[t]:.3g} is over {rule.max_error_ratio:g} x the best"
+    return out
+
+
+def _intact(store: Store, ids: list[str]) -> list[str]:
+    """The results among ids that read back as written (checksums verified); a damaged one is
+    quarantined (and recomputed by the next run of the sweep)."""
+    out = []
+    for tid in ids:
+        try:
+            store.read_result(tid)
+        except DamagedGroup as exc:
+            store.quarantine("results", tid, exc.reason)
+            continue
+        out.append(tid)
+    return out
+
+
+def merge_group(
+    store: Store, dataset: str, model: str, ids: list[str], rule: MergeRule
+) -> str | None:
+    """Merge one (dataset, model) group into merged/<dataset>-<model>; returns the key (None
+    when no result could be read). Damaged results are quarantined, diverged ones left out."""
+    ids = _intact(store, ids)
+    if not ids:
+        return None
+    attrs = {t: store.result_attrs(t) for t in ids}
+    left_out = diverged(attrs, rule)
+    scored = [(float(attrs[t]["metrics"][rule.metric]), t) for t in ids if t not in left_out]
     chosen = select(scored, rule)
+    if not chosen:
+        return None
     objects = [complex_object(store.read_result(t)) for _, t in chosen]
     members, agreement, kept = _aligned_members(objects, rule)
     m = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
@@ -237,6 +289,10 @@ def merge_group(store: Store, dataset: str, model: str, ids: list[str], rule: Me
                 if out
             ],
             "outlier_note": agreement.note,
+            "diverged": [
+                {"task": t, "error": attrs[t]["metrics"]["error"], "reason": why}
+                for t, why in sorted(left_out.items())
+            ],
             "candidates": len(ids),
             "h_nm": m.geometry.h_nm,
             "real_basis_nm": m.geometry.real_basis.tolist(),
@@ -260,16 +316,22 @@ def merge_store(store: Store, rule: MergeRule) -> list[str]:
     """Merge every (dataset, model) group of completed results; returns the merged keys.
 
     With generations, only the last generation of each group is merged: it is the outcome of
-    the genetic algorithm, and earlier ones were its means.
+    the genetic algorithm, and earlier ones were its means. A result whose attributes cannot
+    be read is quarantined and left out.
     """
     groups: dict[tuple[str, str], dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for tid in store.result_ids():
-        attrs = store.result_attrs(tid)
+        try:
+            attrs = store.result_attrs(tid)
+        except DamagedGroup as exc:
+            store.quarantine("results", tid, exc.reason)
+            continue
         if attrs.get("status") == "done":
             spec = attrs["spec"]
             key = (spec["dataset"], spec["params"]["model"])
             groups[key][spec.get("generation", 0)].append(tid)
-    return [
+    keys = [
         merge_group(store, d, m, by_generation[max(by_generation)], rule)
         for (d, m), by_generation in sorted(groups.items())
     ]
+    return [k for k in keys if k is not None]

@@ -1,11 +1,20 @@
-"""Submit tasks to a Dask cluster, stream progress, and drive a whole sweep end to end."""
+"""Submit tasks to a Dask cluster, stream progress, and drive a whole sweep end to end.
+
+The driver registers itself in the store (store/leases.py) for the length of the run and
+claims nothing itself: each task is claimed by the worker that computes it. Tasks another
+driver is computing come back "held"; the driver waits for their results, and computes them
+itself only when their leases go stale. A full disk stops the run with one line, before the
+merge; failed tasks are listed, and the outcome says whether every task is done.
+"""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from distributed import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,16 +22,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import inputs
 from ..config import SweepSpec, TaskSpec
 from ..merge.generations import next_generation
+from ..store.leases import Leases, new_driver_id
+from ..store.space import (
+    StoreFull,
+    check_room,
+    estimate_bytes,
+    free_bytes,
+    full_error,
+    is_full,
+)
 from ..store.zarr_store import Store
 from ..sweep import Plan, expand, plan
 from ..task import run_task
 from .cluster import start_cluster
-from .profiles import load_profile
+from .profiles import ClusterProfile, load_profile
+
+# how often a driver looks at tasks another driver holds (s)
+HELD_POLL_S = 2.0
 
 
 @dataclass
 class SweepOutcome:
-    """What a sweep run did: counts by status, summaries of computed tasks, where things are."""
+    """What a sweep run did: counts by status, summaries of computed tasks, where things are.
+
+    failed: the sweep's tasks whose stored result is a failure (this run's or an earlier
+    one's), by id with the reason; all_done is False when any task failed or errored.
+    """
 
     store: Path
     total: int
@@ -32,7 +57,13 @@ class SweepOutcome:
     merged: list[str] = field(default_factory=list)
     multi: list[str] = field(default_factory=list)
     multi_skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
+
+    @property
+    def all_done(self) -> bool:
+        """True when every task of the sweep has a result that is not a failure."""
+        return not self.failed and not self.counts.get("error")
 
 
 def execute(
@@ -43,6 +74,7 @@ def execute(
     retries: int = 2,
     console: Console | None = None,
     checkpoint_every: int = 0,
+    driver: str | None = None,
 ) -> list[dict]:
     """Run tasks on a connected cluster; each worker writes its own result; returns summaries."""
     console = console or Console(stderr=True)
@@ -54,6 +86,7 @@ def execute(
         [str(store.path)] * len(tasks),
         [task.model_dump_json() for task in tasks],
         [checkpoint_every] * len(tasks),
+        [driver] * len(tasks),
         key=[f"recon-{task.task_id}" for task in tasks],
         pure=False,
         retries=retries,
@@ -73,12 +106,15 @@ def execute(
             try:
                 summary = future.result()
             except Exception as exc:  # retries exhausted: no result stored, rerun retries
+                full = isinstance(exc, StoreFull) or is_full(exc)
                 summary = {
                     "task_id": future.key.removeprefix("recon-"),
                     "status": "error",
                     "reason": f"{type(exc).__name__}: {exc}",
+                    "full": full,
                 }
-                console.print(f"[red]task {summary['task_id']}: {summary['reason']}")
+                if not full:  # a full disk ends the run with one line of its own
+                    console.print(f"[red]task {summary['task_id']}: {summary['reason']}")
             summaries.append(summary)
             counts[summary["status"]] += 1
             status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -97,19 +133,126 @@ def _close(client) -> None:
 def plan_sweep(
     spec: SweepSpec, store_path: Path, retry_failed: bool = False, write: bool = True
 ) -> tuple[Store | None, Plan]:
-    """Resolve and validate every dataset and multi set (inputs.resolve), write the inputs the
-    store lacks when write=True (a multi set's simulated datasets too), and split the tasks by
-    what is done. With write=False nothing is simulated or written."""
-    existing = Store.open(store_path) if (Path(store_path) / "zarr.json").is_file() else None
+    """Resolve and validate every dataset and multi set (inputs.resolve), split the tasks by
+    what is done, and with write=True check the free space (space.check_room) and write the
+    inputs the store lacks (a multi set's simulated datasets too). With write=False nothing
+    is simulated or written."""
+    store_path = Path(store_path)
+    existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
-    store = existing
-    if write:
-        Store.check_writable(store_path)
-        groups = inputs.build(spec, resolved, existing)
-        store = Store.create(store_path)
-        inputs.write(store, groups)
     tasks = expand(spec, inputs.fingerprints(resolved))
+    the_plan = plan(tasks, existing, retry_failed)
+    if not write:
+        return existing, the_plan
+    Store.check_writable(store_path)
+    check_room(store_path, store_estimate(resolved, the_plan)["total"])
+    groups = inputs.build(spec, resolved, existing)
+    store = Store.create(store_path)
+    inputs.write(store, groups)
     return store, plan(tasks, store, retry_failed)
+
+
+def preview(
+    spec: SweepSpec, store_path: Path, retry_failed: bool = False
+) -> tuple[Plan, dict[str, int], int]:
+    """What a run would do, without writing anything: the plan, the bytes it would write
+    (store_estimate) and the free bytes where the store is (or would be)."""
+    store_path = Path(store_path)
+    existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
+    resolved = inputs.resolve(spec, existing)
+    the_plan = plan(expand(spec, inputs.fingerprints(resolved)), existing, retry_failed)
+    return the_plan, store_estimate(resolved, the_plan), free_bytes(store_path)
+
+
+def store_estimate(resolved: dict[str, inputs.ResolvedInput], the_plan: Plan) -> dict[str, int]:
+    """Bytes the plan still writes (space.estimate_bytes): inputs, results, merged groups."""
+    voxels = {d: int(np.prod(r.geometry.shape)) for d, r in resolved.items()}
+    results = Counter(t.dataset for t in the_plan.todo)
+    merged = Counter(d for d, _ in {(t.dataset, t.params.model) for t in the_plan.tasks})
+    return estimate_bytes(voxels, dict(results), dict(merged))
+
+
+@dataclass
+class _Run:
+    """One driver's run of a sweep: where it writes, how it computes, what it did."""
+
+    spec: SweepSpec
+    store: Store
+    profile: ClusterProfile
+    console: Console
+    outcome: SweepOutcome
+    driver: str = field(default_factory=new_driver_id)
+    client: object | None = None
+
+    def compute(self, todo: list[TaskSpec]) -> None:
+        """Run todo on the cluster (started on first use); wait for tasks other drivers hold
+        and compute those whose holder went away."""
+        while todo:
+            if self.client is None:
+                self.client = start_cluster(self.profile)
+                self.console.print(f"dask dashboard: {self.client.dashboard_link}")
+            summaries = execute(
+                todo,
+                self.store,
+                self.client,
+                retries=int(self.profile.settings.get("retries", 2)),
+                console=self.console,
+                checkpoint_every=self.spec.checkpoint_every,
+                driver=self.driver,
+            )
+            if any(s.get("full") for s in summaries):
+                raise full_error(self.store.path)
+            done = [s for s in summaries if s["status"] != "held"]
+            self.outcome.summaries += done
+            self.outcome.counts.update(s["status"] for s in done)
+            held = {s["task_id"]: s for s in summaries if s["status"] == "held"}
+            todo = self._wait_for(todo, held)
+
+    def _wait_for(self, tasks: list[TaskSpec], held: dict[str, dict]) -> list[TaskSpec]:
+        """Wait while other drivers compute the held tasks; returns those left to compute."""
+        if not held:
+            return []
+        first = next(iter(held.values()))["holder"]
+        self.console.print(
+            f"{len(held)} tasks are being computed by another driver ({first}): "
+            "waiting for their results"
+        )
+        leases = Leases(self.store.path)
+        waiting = {t.task_id: t for t in tasks if t.task_id in held}
+        while True:
+            finished = [tid for tid in waiting if self.store.has_result(tid)]
+            for tid in finished:
+                self.outcome.counts["done elsewhere"] += 1
+                del waiting[tid]
+            orphaned = [t for tid, t in waiting.items() if leases.stale(leases.holder(tid))]
+            if orphaned or not waiting:
+                return orphaned
+            time.sleep(HELD_POLL_S)
+
+    def generation(self, the_plan: Plan, label: str, retry_failed: bool) -> None:
+        for task in the_plan.todo:
+            if task.task_id in the_plan.failed:
+                self.store.discard_result(task.task_id)
+        self.outcome.total += len(the_plan.tasks)
+        self.outcome.skipped += len(the_plan.done)
+        if not the_plan.todo:
+            self.console.print(
+                f"{label}all {len(the_plan.tasks)} tasks are already in the store: "
+                "nothing to compute"
+            )
+            return
+        self.console.print(
+            f"{label}{len(the_plan.tasks)} tasks: {len(the_plan.done)} already done, "
+            f"{len(the_plan.todo)} to compute on cluster profile {self.profile.name!r}"
+        )
+        self.compute(the_plan.todo)
+
+    def record_failures(self, task_ids: list[str]) -> None:
+        for tid in task_ids:
+            if self.store.has_result(tid):
+                attrs = self.store.result_attrs(tid)
+                if attrs.get("status") == "failed":
+                    self.outcome.failed[tid] = attrs.get("reason") or "failed"
 
 
 def run_sweep(
@@ -125,18 +268,27 @@ def run_sweep(
     """The whole job: inputs -> tasks -> cluster -> store [-> next generation ...] -> merge
     [-> multi-reflection sets] -> report. A rerun skips every task already in the store,
     generation by generation, and every multi set whose inputs and merged members are the same."""
-    from ..merge.combine import merge_store
-    from ..multi.stage import run_multi_stage
-    from ..report.page import write_report
-
     console = console or Console(stderr=True)
     profile = load_profile(cluster, overrides)
     store, the_plan = plan_sweep(spec, store_path, retry_failed)
     assert store is not None
+    run = _Run(spec, store, profile, console, SweepOutcome(store=store.path, total=0, skipped=0))
+    with Leases(store.path).driver_at_work(run.driver, spec.name) as others:
+        for other in others:
+            console.print(
+                f"another driver is working on this store: host {other['host']}, pid "
+                f"{other['pid']} (sweep {other['sweep']!r}, since {other['since']}); the "
+                "tasks it computes are not computed twice"
+            )
+        _run_generations(run, the_plan, retry_failed)
+        _finish(run, report_dir)
+    return run.outcome
+
+
+def _run_generations(run: _Run, the_plan: Plan, retry_failed: bool) -> None:
+    spec, store = run.spec, run.store
     n_generations = spec.generations.count if spec.generations else 1
-    outcome = SweepOutcome(store=store.path, total=0, skipped=0)
     planned: list[str] = []
-    cluster_client = None
     try:
         for generation in range(n_generations):
             if generation > 0:
@@ -144,42 +296,24 @@ def run_sweep(
                 the_plan = plan(tasks, store, retry_failed)
             planned += [t.task_id for t in the_plan.tasks]
             store.record_sweep(spec.name, spec.model_dump(mode="json"), planned)
-            for task in the_plan.todo:
-                if task.task_id in the_plan.failed:
-                    store.discard_result(task.task_id)
-            outcome.total += len(the_plan.tasks)
-            outcome.skipped += len(the_plan.done)
             label = f"generation {generation}: " if n_generations > 1 else ""
-            if not the_plan.todo:
-                console.print(
-                    f"{label}all {len(the_plan.tasks)} tasks are already in the store: "
-                    "nothing to compute"
-                )
-                continue
-            console.print(
-                f"{label}{len(the_plan.tasks)} tasks: {len(the_plan.done)} already done, "
-                f"{len(the_plan.todo)} to compute on cluster profile {profile.name!r}"
-            )
-            if cluster_client is None:
-                cluster_client = start_cluster(profile)
-                console.print(f"dask dashboard: {cluster_client.dashboard_link}")
-            summaries = execute(
-                the_plan.todo,
-                store,
-                cluster_client,
-                retries=int(profile.settings.get("retries", 2)),
-                console=console,
-                checkpoint_every=spec.checkpoint_every,
-            )
-            outcome.summaries += summaries
-            outcome.counts.update(s["status"] for s in summaries)
+            run.generation(the_plan, label, retry_failed)
     finally:
-        if cluster_client is not None:
-            _close(cluster_client)
-    outcome.merged = merge_store(store, spec.merge)
-    outcome.multi, outcome.multi_skipped = run_multi_stage(store, spec, console)
-    outcome.report = write_report(store, report_dir or default_report_dir(store.path))
-    return outcome
+        if run.client is not None:
+            _close(run.client)
+    run.record_failures(planned)
+
+
+def _finish(run: _Run, report_dir: Path | None) -> None:
+    """Merge, the multi-reflection sets and the report."""
+    from ..merge.combine import merge_store
+    from ..multi.stage import run_multi_stage
+    from ..report.page import write_report
+
+    store = run.store
+    run.outcome.merged = merge_store(store, run.spec.merge)
+    run.outcome.multi, run.outcome.multi_skipped = run_multi_stage(store, run.spec, run.console)
+    run.outcome.report = write_report(store, report_dir or default_report_dir(store.path))
 
 
 def default_report_dir(store_path: Path) -> Path:

@@ -2,11 +2,11 @@
 and kind tags in one place, so that a group opens in any xarray tool without our code.
 
 Kinds: input (intensities in the detector frame, mask, simulated truth), result (one
-reconstruction on the conjugate grid), start (an object bred for a later generation),
-checkpoint (a task's resumable arrays), merged (an ensemble's mean object, its spreads and
-per-member scores), multi (a displacement vector field on the sample grid). Physics objects
-enter only through what they write down (a geometry's to_attrs(), real_basis, rocking angles),
-so this module imports no physics.
+reconstruction on the conjugate grid, one complex array), start (an object bred for a later
+generation), checkpoint (a task's resumable arrays), merged (an ensemble's mean object, its
+spreads and per-member scores), multi (a displacement vector field on the sample grid). Physics
+objects enter only through what they write down (a geometry's to_attrs(), real_basis, rocking
+angles), so this module imports no physics.
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ class GeometryLike(Protocol):
 
 
 def complex_object(ds: xr.Dataset) -> np.ndarray:
-    """The complex object amplitude exp(i phase) of a result, start or merged group."""
+    """The complex object of a result (its object array), start or merged group (amplitude
+    exp(i phase))."""
+    if "object" in ds:
+        return ds["object"].values
     return ds["amplitude"].values * np.exp(1j * ds["phase"].values)
 
 
@@ -165,28 +168,56 @@ def decode_input(ds: xr.Dataset) -> InputGroup:
 
 def encode_result(
     obj: np.ndarray | None,
-    support: np.ndarray | None,
     pr_error: np.ndarray | None,
     ad_loss: np.ndarray | None,
     attrs: dict,
 ) -> xr.Dataset:
-    """Result group: amplitude, phase, support on the conjugate grid, loss histories, attrs
-    (kind, status, metrics, spec, ...); a failed task (obj None) has attrs only."""
+    """Result group: the complex object (N0, N1, N2) on the conjugate grid in one chunk file,
+    the loss histories and everything else in attrs (kind, status, metrics, spec, ...); a
+    failed task (obj None) has attrs only. Three files per result: the group's zarr.json,
+    the array's, and its one chunk; decode_result restores amplitude, phase and histories."""
     variables = {}
-    # no index coordinates: each would add two files per result on a parallel filesystem
+    histories = {}
     if obj is not None:
-        variables = {
-            "amplitude": xr.Variable(GRID_DIMS, np.abs(obj).astype(np.float32), {"units": "1"}),
-            "phase": xr.Variable(GRID_DIMS, np.angle(obj).astype(np.float32), {"units": "rad"}),
-            "support": xr.Variable(GRID_DIMS, support),
-            "pr_error": xr.Variable(
-                ("pr_log",),
-                pr_error,
-                {"long_name": "normalised Fourier error per log interval"},
-            ),
-            "ad_loss": xr.Variable(("ad_step",), ad_loss, {"long_name": "AD data loss"}),
-        }
-    return xr.Dataset(variables, attrs={"kind": RESULT, **attrs})
+        histories = {"pr_error": _floats(pr_error), "ad_loss": _floats(ad_loss)}
+        variables["object"] = xr.Variable(
+            GRID_DIMS,
+            np.asarray(obj, np.complex64),
+            {"long_name": "reconstructed object S exp(i phase), crystal centred"},
+            encoding={"chunks": np.shape(obj), "chunk_key_encoding": SINGLE_FILE_CHUNKS},
+        )
+    return xr.Dataset(variables, attrs={"kind": RESULT, **attrs, **histories})
+
+
+# one chunk per array named "0.0.0" beside its zarr.json: no nested chunk folders
+SINGLE_FILE_CHUNKS = {"name": "v2", "separator": "."}
+
+
+def _floats(values: np.ndarray | None) -> list[float]:
+    return [] if values is None else [float(v) for v in np.asarray(values).ravel()]
+
+
+def decode_result(ds: xr.Dataset) -> xr.Dataset:
+    """A result group with amplitude and phase (float32, conjugate grid) and the pr_error and
+    ad_loss histories as variables, as every result looked before results were one array."""
+    if "object" not in ds:
+        return ds
+    obj = ds["object"].values
+    out = ds.assign(
+        amplitude=(GRID_DIMS, np.abs(obj).astype(np.float32), {"units": "1"}),
+        phase=(GRID_DIMS, np.angle(obj).astype(np.float32), {"units": "rad"}),
+        pr_error=(
+            ("pr_log",),
+            np.asarray(ds.attrs.get("pr_error", []), np.float32),
+            {"long_name": "normalised Fourier error per log interval"},
+        ),
+        ad_loss=(
+            ("ad_step",),
+            np.asarray(ds.attrs.get("ad_loss", []), np.float32),
+            {"long_name": "AD data loss"},
+        ),
+    )
+    return out
 
 
 def encode_start(obj: np.ndarray, parents: dict, rule: str) -> xr.Dataset:

@@ -5,29 +5,54 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .integrity import DamagedGroup
 from .zarr_store import Store
 
 
-def status_rows(store: Store) -> tuple[list[tuple], Counter]:
-    """One row per result (task, dataset, seed, status, error, loss, wall s, device, reason)."""
+def _row(tid: str, a: dict, note: str) -> tuple:
+    m = a.get("metrics") or {}
+    reason = note or ((a.get("reason") or "").splitlines() or [""])[0]
+    return (
+        tid,
+        a["spec"]["dataset"],
+        a["spec"]["seed"],
+        a["status"],
+        f"{m['error']:.3g}" if "error" in m else "",
+        f"{m['loss']:.4g}" if "loss" in m else "",
+        f"{a['wall_s']:.1f}",
+        a.get("device", {}).get("platform", ""),
+        reason[:60],
+    )
+
+
+def _diverged_notes(store: Store) -> dict[str, str]:
+    """Task id -> why the merge left it out as diverged, from the merged groups' attrs."""
+    notes = {}
+    for key in store.merged_keys():
+        for d in store.merged_attrs(key).get("diverged", []):
+            notes[d["task"]] = f"diverged: {d['reason']}"
+    return notes
+
+
+def status_rows(store: Store, verify: bool = False) -> tuple[list[tuple], Counter]:
+    """One row per result (task, dataset, seed, status, error, loss, wall s, device, reason);
+    a damaged group is a row of status "damaged" naming why. verify: read every result's
+    arrays and check their checksums (slow; without it only the metadata is looked at)."""
     rows, counts = [], Counter()
+    notes = _diverged_notes(store)
+    for tid in store.damaged_names("results"):
+        rows.append((tid, "", "", "damaged", "", "", "", "", "zarr.json is missing"))
+        counts["damaged"] += 1
     for tid in store.result_ids():
-        a = store.result_attrs(tid)
-        m = a.get("metrics") or {}
-        reason = (a.get("reason") or "").splitlines()
-        rows.append(
-            (
-                tid,
-                a["spec"]["dataset"],
-                a["spec"]["seed"],
-                a["status"],
-                f"{m['error']:.3g}" if "error" in m else "",
-                f"{m['loss']:.4g}" if "loss" in m else "",
-                f"{a['wall_s']:.1f}",
-                a.get("device", {}).get("platform", ""),
-                reason[0][:60] if reason else "",
-            )
-        )
+        try:
+            a = store.result_attrs(tid)
+            if verify and a.get("status") == "done":
+                store.read_result(tid)
+        except DamagedGroup as exc:
+            rows.append((tid, "", "", "damaged", "", "", "", "", exc.reason[:60]))
+            counts["damaged"] += 1
+            continue
+        rows.append(_row(tid, a, notes.get(tid, "")))
         counts[a["status"]] += 1
     expected = store.planned_count()
     if expected is not None and expected > len(rows):
