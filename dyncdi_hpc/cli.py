@@ -61,7 +61,8 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a profile key, e.g. local.n_workers=1 (repeatable).",
+    help="Override a sweep-spec key (base.lr_phase=1e-3, sweep.seed=8) or a cluster-profile "
+    "key (local.n_workers=1, slurm.walltime=02:00:00, scale=8); repeatable.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the task table and run nothing.")
 @click.option("--retry-failed", is_flag=True, help="Recompute tasks that failed before.")
@@ -78,10 +79,12 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
     Exit status: 0 every task done; 2 bad input (one line on stderr, nothing submitted); 3 the
     sweep ran but some tasks failed or errored (listed; --retry-failed recomputes them).
     """
-    from .config import load_sweep
+    from .config import SweepSpec, load_sweep
+    from .schedule.profiles import split_overrides
     from .schedule.run import run_sweep
 
-    spec = load_sweep(spec_path)
+    spec_overrides, overrides = split_overrides(overrides, set(SweepSpec.model_fields))
+    spec = load_sweep(spec_path, spec_overrides)
     store_path = Path(store).absolute() if store else spec.store
     profile_name = cluster or spec.cluster
     if dry_run:

@@ -178,11 +178,18 @@ class SweepSpec(Frozen):
         return self
 
 
-def load_sweep(path: Path) -> SweepSpec:
-    """Read and validate a sweep YAML file; relative paths are taken from the file's folder."""
+def load_sweep(path: Path, overrides: tuple[tuple[str, Any], ...] = ()) -> SweepSpec:
+    """Read and validate a sweep YAML file; relative paths are taken from the file's folder.
+
+    overrides: (dotted key, value) pairs set in the file's mapping before it is validated
+    (`dyncdi sweep --set base.lr_phase=1e-3`), so they are checked like the file itself.
+    """
     path = Path(path)
     data = without_extensions(read_yaml(path, "sweep spec"))
-    spec = validate(SweepSpec, data, str(path))
+    for key, value in overrides:
+        _set_dotted(data, key, value)
+    source = f"{path} (with --set {', '.join(k for k, _ in overrides)})" if overrides else str(path)
+    spec = validate(SweepSpec, data, source)
     base = path.resolve().parent
     datasets = {
         name: (d.model_copy(update={"path": base / d.path}) if isinstance(d, ArrayDataset) else d)
@@ -190,3 +197,15 @@ def load_sweep(path: Path) -> SweepSpec:
     }
     store = spec.store if spec.store.is_absolute() else Path.cwd() / spec.store
     return spec.model_copy(update={"datasets": datasets, "store": store})
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    """data[a][b][c] = value for key 'a.b.c', making the mappings on the way as needed."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value

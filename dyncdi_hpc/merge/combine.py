@@ -19,6 +19,7 @@ from ..analysis.strain import displacement_along_h, strain_along_h
 from ..analysis.uncertainty import Spread, bootstrap_spread, ensemble_spread
 from ..config import MergeRule
 from ..data.measurement import Measurement, read_measurement
+from ..identity import stable_hash
 from ..physics.objects import support_of
 from ..provenance import provenance
 from ..store.groups import complex_object, encode_merged
@@ -241,11 +242,61 @@ def _intact(store: Store, ids: list[str]) -> list[str]:
     return out
 
 
+def _outliers(chosen_ids: list[str], agreement: Agreement) -> list[dict]:
+    return [
+        {
+            "task": chosen_ids[i],
+            "phase_rms_rad": agreement.phase_rms_rad[i],
+            "dice": agreement.dice[i],
+        }
+        for i, out in enumerate(agreement.outlier)
+        if out
+    ]
+
+
+def _resolution(transfer) -> dict:
+    return {
+        "prtf_resolution_nm": transfer.resolution_nm,
+        "limited_by_data": transfer.limited_by_data,
+        "q_edge_nm": transfer.q_edge_nm,
+        "rule": "half period pi / q where the PRTF first falls to 1/e",
+    }
+
+
+# a change to how members are merged: older merged groups are merged again
+MERGE_VERSION = 1
+
+
+def merge_fingerprint(store: Store, dataset: str, ids: list[str], rule: MergeRule) -> str:
+    """What a merged group depends on: the input, the candidate results, the rule."""
+    return stable_hash(
+        {
+            "version": MERGE_VERSION,
+            "input": store.input_attrs(dataset).get("fingerprint"),
+            "candidates": sorted(ids),
+            "rule": rule.model_dump(mode="json"),
+        }
+    )
+
+
 def merge_group(
-    store: Store, dataset: str, model: str, ids: list[str], rule: MergeRule
+    store: Store,
+    dataset: str,
+    model: str,
+    ids: list[str],
+    rule: MergeRule,
+    skip_unchanged: bool = False,
 ) -> str | None:
     """Merge one (dataset, model) group into merged/<dataset>-<model>; returns the key (None
-    when no result could be read). Damaged results are quarantined, diverged ones left out."""
+    when no result could be read). Damaged results are quarantined, diverged ones left out.
+    skip_unchanged: keep a merged group whose input, candidates and rule are the same."""
+    key = f"{dataset}-{model}"
+    fingerprint = merge_fingerprint(store, dataset, ids, rule)
+    unchanged = key in store.merged_keys() and (
+        store.merged_attrs(key).get("fingerprint") == fingerprint
+    )
+    if skip_unchanged and unchanged:
+        return key  # the same candidates under the same rule: nothing to merge again
     ids = _intact(store, ids)
     if not ids:
         return None
@@ -276,18 +327,11 @@ def merge_group(
         attrs={
             "dataset": dataset,
             "model": model,
+            "fingerprint": fingerprint,
             "rule": rule.model_dump(mode="json"),
             "selected": chosen_ids,
             "members": [chosen_ids[i] for i in kept],
-            "outliers": [
-                {
-                    "task": chosen_ids[i],
-                    "phase_rms_rad": agreement.phase_rms_rad[i],
-                    "dice": agreement.dice[i],
-                }
-                for i, out in enumerate(agreement.outlier)
-                if out
-            ],
+            "outliers": _outliers(chosen_ids, agreement),
             "outlier_note": agreement.note,
             "diverged": [
                 {"task": t, "error": attrs[t]["metrics"]["error"], "reason": why}
@@ -298,26 +342,20 @@ def merge_group(
             "real_basis_nm": m.geometry.real_basis.tolist(),
             "geometry": m.geometry.to_attrs(),
             "vs_truth": merged.vs_truth,
-            "resolution": {
-                "prtf_resolution_nm": transfer.resolution_nm,
-                "limited_by_data": transfer.limited_by_data,
-                "q_edge_nm": transfer.q_edge_nm,
-                "rule": "half period pi / q where the PRTF first falls to 1/e",
-            },
+            "resolution": _resolution(transfer),
             "provenance": provenance(),
         },
     )
-    key = f"{dataset}-{model}"
     store.write_merged(key, ds)
     return key
 
 
-def merge_store(store: Store, rule: MergeRule) -> list[str]:
+def merge_store(store: Store, rule: MergeRule, skip_unchanged: bool = False) -> list[str]:
     """Merge every (dataset, model) group of completed results; returns the merged keys.
 
     With generations, only the last generation of each group is merged: it is the outcome of
     the genetic algorithm, and earlier ones were its means. A result whose attributes cannot
-    be read is quarantined and left out.
+    be read is quarantined and left out. skip_unchanged: see merge_group (a sweep's rerun).
     """
     groups: dict[tuple[str, str], dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for tid in store.result_ids():
@@ -331,7 +369,7 @@ def merge_store(store: Store, rule: MergeRule) -> list[str]:
             key = (spec["dataset"], spec["params"]["model"])
             groups[key][spec.get("generation", 0)].append(tid)
     keys = [
-        merge_group(store, d, m, by_generation[max(by_generation)], rule)
+        merge_group(store, d, m, by_generation[max(by_generation)], rule, skip_unchanged)
         for (d, m), by_generation in sorted(groups.items())
     ]
     return [k for k in keys if k is not None]

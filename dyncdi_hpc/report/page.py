@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..data.measurement import Measurement, read_measurement
+from ..identity import stable_hash
 from ..physics.dynamical import DynamicalOptions, support_box
 from ..physics.kinematical import centred_far_field
 from ..physics.models import Nuisance, forward_model
 from ..physics.objects import CrystalParams, logits_of
 from ..store.groups import complex_object
+from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
 from .export import sample_frame
 from .figures import (
@@ -345,7 +347,10 @@ def _multi_section(store: Store, name: str, out: Path) -> str:
 def _task_rows(store: Store, states: dict[str, str]) -> list[dict]:
     rows = []
     for tid in store.result_ids():
-        a = store.result_attrs(tid)
+        try:
+            a = store.result_attrs(tid)
+        except DamagedGroup:
+            continue
         p = a["spec"]["params"]
         rows.append(
             {
@@ -369,33 +374,66 @@ def _task_rows(store: Store, states: dict[str, str]) -> list[dict]:
     return rows
 
 
-def write_report(store: Store, out: Path) -> Path:
-    """Write index.html (self-contained) and its PNG figures into out; returns the page."""
+def _histories(store: Store, states: dict[str, str]) -> list[dict]:
+    """The loss histories of every done result (from attrs; older results from their arrays);
+    a damaged result is left out of the figure."""
+    histories = []
+    for tid in store.result_ids():
+        try:
+            a = store.result_attrs(tid)
+            if a["status"] != "done":
+                continue
+            ds = a if "ad_loss" in a else store.read_result(tid)
+        except DamagedGroup:
+            continue
+        histories.append(
+            {
+                "pr_error": np.asarray(ds["pr_error"], float).ravel(),
+                "ad_loss": np.asarray(ds["ad_loss"], float).ravel(),
+                "log_every": a["spec"]["params"]["log_every"],
+                "state": states.get(tid, "not selected"),
+            }
+        )
+    return histories
+
+
+def store_state(store: Store) -> str:
+    """A fingerprint of what the report shows: every group's zarr.json, by name and mtime."""
+    entries = []
+    for section in ("results", "merged", "multi", "inputs"):
+        for name in store.names(section):
+            stat = (store.path / section / name / "zarr.json").stat()
+            entries.append((section, name, stat.st_mtime_ns, stat.st_size))
+    return stable_hash(entries)
+
+
+def write_report(store: Store, out: Path, skip_unchanged: bool = False) -> Path:
+    """Write index.html (self-contained) and its PNG figures into out; returns the page.
+
+    skip_unchanged: leave a report alone whose store state (store_state) is the same.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    state = store_state(store)
+    stamp = out / "report.json"
+    page = out / "index.html"
+    if skip_unchanged and page.is_file() and stamp.is_file():
+        if json.loads(stamp.read_text()).get("store_state") == state:
+            return page
     sections, states = [], {}
     for key in store.merged_keys():
         section, member_states = _merged_section(store, key, out)
         sections.append(section)
         states.update(member_states)
     sections += [_multi_section(store, name, out) for name in store.multi_names()]
-    histories = []
-    for tid in store.result_ids():
-        a = store.result_attrs(tid)
-        if a["status"] != "done":
-            continue
-        ds = store.read_result(tid)
-        histories.append(
-            {
-                "pr_error": np.asarray(ds["pr_error"].values),
-                "ad_loss": np.asarray(ds["ad_loss"].values),
-                "log_every": a["spec"]["params"]["log_every"],
-                "state": states.get(tid, "not selected"),
-            }
-        )
-    loss_png = loss_figure(out / "losses.png", histories)
-    rows = _task_rows(store, states)
-    sweeps = store.sweeps()
+    loss_png = loss_figure(out / "losses.png", _histories(store, states))
+    page.write_text(_page(store, sections, loss_png, _task_rows(store, states)))
+    stamp.write_text(json.dumps({"store_state": state}))
+    return page
+
+
+def _page(store: Store, sections: list[str], loss_png: Path, rows: list[dict]) -> str:
+    """The whole HTML page: the sections, the loss curves, the sweeps and the task table."""
     sweep_rows = [
         {
             "sweep": name,
@@ -405,14 +443,13 @@ def write_report(store: Store, out: Path) -> Path:
             "merge": json.dumps(s["spec"].get("merge", {})),
             "recorded": s["recorded_at"],
         }
-        for name, s in sweeps.items()
+        for name, s in store.sweeps().items()
     ]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     outcome = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no tasks"
-    page = out / "index.html"
-    page.write_text(
+    return (
         "<!doctype html><html><head><meta charset='utf-8'><title>dyncdi report</title>"
         f"<style>{CSS}</style></head><body>"
         f"<h1>dyncdi report: {html.escape(str(store.path))}</h1>"
@@ -422,4 +459,3 @@ def write_report(store: Store, out: Path) -> Path:
         + f"<h2>Sweep</h2>{_table(sweep_rows)}"
         + f"<h2>Tasks</h2><p>{html.escape(outcome)}</p>{_table(rows)}</body></html>"
     )
-    return page

@@ -5,6 +5,12 @@ temporary TLS credentials either kind uses when its profile says ``tls: true``.
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DyncdiError
@@ -16,28 +22,67 @@ if TYPE_CHECKING:
     from distributed.security import Security
 
 
-def tls_security() -> Security:
+def tls_security(folder: Path | None = None) -> Security:
     """Temporary self-signed TLS credentials for scheduler, workers and this client.
 
     Only processes given these credentials (the workers this driver starts) can join or
     connect: with `tls: true` in a profile nobody else on a shared cluster can submit work to
-    the scheduler or read results off the wire.
+    the scheduler or read results off the wire. folder: write the certificates and keys there
+    (files of mode 0600, for workers on other nodes) and return a Security naming them; None:
+    keep them in memory (a LocalCluster's workers inherit them).
     """
     from distributed.security import Security
 
     try:
-        return Security.temporary()
+        security = Security.temporary()
     except ImportError as exc:
         raise DyncdiError(
             "tls", f"TLS needs the cryptography package ({exc})", "pip install cryptography"
         ) from None
+    if folder is None:
+        return security
+    files = {}
+    for name in TLS_FILES:
+        path = folder / f"{name}.pem"
+        fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(getattr(security, name))
+        files[name] = str(path)
+    return Security(require_encryption=True, **files)
 
 
-def start_cluster(profile: ClusterProfile) -> Client:
-    """Start the profile's cluster; returns a distributed.Client connected to it."""
+TLS_FILES = (
+    "tls_ca_file",
+    "tls_client_key",
+    "tls_client_cert",
+    "tls_scheduler_key",
+    "tls_scheduler_cert",
+    "tls_worker_key",
+    "tls_worker_cert",
+)
+
+
+def start_cluster(profile: ClusterProfile, secrets: Path | None = None) -> Client:
+    """Start the profile's cluster; returns a distributed.Client connected to it.
+
+    secrets: a private folder (made 0700) on a file system the worker nodes share, for the
+    TLS files of SLURM workers (a fresh temporary folder when None); removed with the client.
+    """
     if profile.kind == "slurm":
-        return start_slurm(profile, tls_security)
+        folder = private_folder(secrets)
+        client = start_slurm(profile, functools.partial(tls_security, folder))
+        weakref.finalize(client, shutil.rmtree, folder, True)
+        return client
     return _start_local(profile)
+
+
+def private_folder(path: Path | None) -> Path:
+    """path (or a new temporary folder) created readable by this user only."""
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="dyncdi-tls-"))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def _start_local(profile: ClusterProfile) -> Client:

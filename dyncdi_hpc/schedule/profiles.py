@@ -88,6 +88,52 @@ def _canon(key: str) -> str:
     return key.replace("_", "-")
 
 
+# the first part of a --set key that belongs to the cluster profile; any other first part
+# must be a key of the sweep spec
+PROFILE_KEYS = SLURM_KEYS | {"local", "slurm"}
+
+
+def split_overrides(
+    overrides: tuple[str, ...], spec_keys: set[str]
+) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]]:
+    """--set KEY=VALUE items split into sweep-spec (key, value) pairs and profile items;
+    a key that is neither is refused, with the same message whatever the profile."""
+    spec, profile = [], []
+    for text in overrides:
+        key, value = parse_override(text)
+        top = key.split(".")[0]
+        if top in PROFILE_KEYS:
+            profile.append(text)
+        elif top in spec_keys:
+            spec.append((key, value))
+        else:
+            hint = f"; for a reconstruction parameter write base.{key}" if "." not in key else ""
+            raise DyncdiError(
+                f"--set {key}",
+                "neither a sweep-spec key nor a cluster-profile key",
+                f"use a sweep-spec key ({', '.join(sorted(spec_keys))}, dotted: base.lr_phase) "
+                f"or a profile key ({', '.join(sorted(PROFILE_KEYS))}, dotted: local.n_workers)"
+                + hint,
+            )
+    return tuple(spec), tuple(profile)
+
+
+def local_cluster_keys() -> set[str]:
+    """Keyword arguments a LocalCluster accepts: its own, its nannies' and their workers'."""
+    import inspect
+
+    from distributed import LocalCluster, Nanny, Worker
+
+    names = set()
+    for cls in (LocalCluster, Nanny, Worker):
+        names |= {
+            n
+            for n, p in inspect.signature(cls).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+    return names
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """'local.n_workers=4' -> ('local.n_workers', 4): key under dyncdi.cluster, value as YAML."""
     if "=" not in text:
@@ -116,6 +162,8 @@ def load_profile(name: str, overrides: tuple[str, ...] = ()) -> ClusterProfile:
         _check_local(path, settings, parsed)
         return ClusterProfile(name=name, path=path, kind=kind, settings=settings)
     _check_slurm_keys(path, raw, parsed)
+    # workers on other nodes: the scheduler must not take code from anyone who can reach it
+    settings.setdefault("tls", True)
     config_name = settings.get("config_name") or name
     block = _slurm_block(path, config_name, resolved, parsed)
     _check_slurm(path, config_name, settings, block)
@@ -157,6 +205,16 @@ def _check_local(path: Path, settings: dict, parsed: list[tuple[str, object]]) -
             f"{path}: dyncdi.cluster.local",
             "missing",
             "give the LocalCluster settings (n_workers, threads_per_worker, ...)",
+        )
+    allowed = local_cluster_keys()
+    given = {k.split(".")[1] for k, _ in parsed if k.startswith("local.")}
+    for key in sorted(set(settings["local"]) - allowed):
+        where = f"--set local.{key}" if key in given else f"{path}: dyncdi.cluster.local.{key}"
+        raise DyncdiError(
+            where,
+            "not a keyword of distributed.LocalCluster (nor of its nannies and workers)",
+            "check its spelling: e.g. n_workers, threads_per_worker, memory_limit, "
+            "dashboard_address",
         )
     if settings["local"].get("lifetime_restart"):
         # distributed 2026.8: a nanny that restarts a worker at the end of its lifetime

@@ -9,8 +9,12 @@ merge; failed tasks are listed, and the outcome says whether every task is done.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +193,8 @@ class _Run:
         and compute those whose holder went away."""
         while todo:
             if self.client is None:
-                self.client = start_cluster(self.profile)
+                secrets = Leases(self.store.path).secrets(self.driver)
+                self.client = start_cluster(self.profile, secrets)
                 self.console.print(f"dask dashboard: {self.client.dashboard_link}")
             summaries = execute(
                 todo,
@@ -273,7 +278,8 @@ def run_sweep(
     store, the_plan = plan_sweep(spec, store_path, retry_failed)
     assert store is not None
     run = _Run(spec, store, profile, console, SweepOutcome(store=store.path, total=0, skipped=0))
-    with Leases(store.path).driver_at_work(run.driver, spec.name) as others:
+    leases = Leases(store.path)
+    with _terminate_as_interrupt(), leases.driver_at_work(run.driver, spec.name) as others:
         for other in others:
             console.print(
                 f"another driver is working on this store: host {other['host']}, pid "
@@ -283,6 +289,24 @@ def run_sweep(
         _run_generations(run, the_plan, retry_failed)
         _finish(run, report_dir)
     return run.outcome
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the block (in the main thread), so a killed driver
+    closes its cluster (cancelling its SLURM jobs) and removes its secrets on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_generations(run: _Run, the_plan: Plan, retry_failed: bool) -> None:
@@ -311,9 +335,10 @@ def _finish(run: _Run, report_dir: Path | None) -> None:
     from ..report.page import write_report
 
     store = run.store
-    run.outcome.merged = merge_store(store, run.spec.merge)
+    run.outcome.merged = merge_store(store, run.spec.merge, skip_unchanged=True)
     run.outcome.multi, run.outcome.multi_skipped = run_multi_stage(store, run.spec, run.console)
-    run.outcome.report = write_report(store, report_dir or default_report_dir(store.path))
+    report = report_dir or default_report_dir(store.path)
+    run.outcome.report = write_report(store, report, skip_unchanged=True)
 
 
 def default_report_dir(store_path: Path) -> Path:

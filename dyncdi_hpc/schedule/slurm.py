@@ -189,7 +189,11 @@ def _job_report(job_ids: list[str]) -> str:
 
 
 def start_slurm(profile: ClusterProfile, make_security: Callable[[], Security]) -> Client:
-    """SLURMCluster from the profile, scaled, with a bounded wait for the first worker."""
+    """SLURMCluster from the profile, scaled, with a bounded wait for the first worker.
+
+    With TLS (on by default for SLURM profiles) make_security gives credentials in files of a
+    private folder the nodes share (cluster.tls_security), which the job script names.
+    """
     from dask_jobqueue import SLURMCluster
     from distributed import Client
     from tornado.ioloop import PeriodicCallback

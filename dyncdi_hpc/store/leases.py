@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..provenance import now_iso
@@ -72,6 +73,13 @@ def _read(path: Path) -> Holder | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return Holder(data["host"], int(data["pid"]), data["driver"], data["since"], age)
+
+
+def _record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
 
 
 def _create(path: Path, payload: dict) -> bool:
@@ -165,10 +173,26 @@ class Leases:
     def _driver(self, driver: str) -> Path:
         return self.folder / f"driver-{driver}.json"
 
+    def secrets(self, driver: str) -> Path:
+        """The private folder of a driver's TLS files (made by the cluster, removed with it,
+        and by the next driver when this one was killed)."""
+        return self.folder / f"tls-{driver}"
+
+    def sweep_orphans(self) -> list[str]:
+        """Remove the secrets of drivers that are gone (killed) and stale lease leftovers."""
+        live = {d["driver"] for d in self.live_drivers()}
+        removed = []
+        for path in self.folder.glob("tls-*"):
+            if path.name.removeprefix("tls-") not in live:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
+
     @contextlib.contextmanager
     def driver_at_work(self, driver: str, sweep: str) -> Iterator[list[dict]]:
         """Register this driver for the block; yields the other live drivers' records."""
         self.folder.mkdir(exist_ok=True)
+        self.sweep_orphans()
         others = self.live_drivers()
         path = self._driver(driver)
         payload = {
@@ -184,6 +208,7 @@ class Leases:
                 yield others
         finally:
             path.unlink(missing_ok=True)
+            shutil.rmtree(self.secrets(driver), ignore_errors=True)
 
     def live_drivers(self) -> list[dict]:
         """Records of the drivers whose registration is fresh (and whose process lives)."""
@@ -192,5 +217,5 @@ class Leases:
             holder = _read(path)
             if holder is None or self.stale(holder):
                 continue
-            out.append({**json.loads(path.read_text()), "age_s": holder.age_s})
+            out.append({**asdict(holder), **_record(path)})
         return out

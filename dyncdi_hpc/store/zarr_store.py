@@ -180,6 +180,10 @@ class Store:
     def _names(self, section: str) -> list[str]:
         return [p.name for p in self._entries(section) if (p / "zarr.json").is_file()]
 
+    def names(self, section: str) -> list[str]:
+        """Names of the complete groups of a section (inputs, results, merged, ...)."""
+        return self._names(section)
+
     def damaged_names(self, section: str) -> list[str]:
         """Entries of a section that are not readable groups (a folder without zarr.json)."""
         return [p.name for p in self._entries(section) if not (p / "zarr.json").is_file()]

@@ -270,3 +270,31 @@ def test_adapt_starts_with_one_worker_and_replaces_a_cancelled_job(tmp_path):
         client.close()
         cluster.close()
     print(f"adapt: a worker was back {replaced:.1f} s after scancel")
+
+
+def test_the_slurm_scheduler_refuses_plain_and_foreign_clients(tmp_path):
+    """SLURM profiles speak TLS by default, with certificates only this driver and its workers
+    hold, and keep the dashboard on the login node's loopback."""
+    from distributed import Client
+    from distributed.security import Security
+
+    require_slurm()
+    for name in ("slurm-cpu", "slurm-gpu"):
+        shipped = load_profile(name)
+        assert shipped.settings["tls"] is True
+        assert shipped.jobqueue["scheduler-options"]["dashboard_address"].startswith("127.0.0.1")
+    profile = load_profile("slurm-cpu", small_jobs(tmp_path, "scale=1"))
+    client = start_cluster(profile, secrets=tmp_path / "secrets")
+    try:
+        address = client.scheduler.address
+        assert address.startswith("tls://")
+        assert client.submit(sum, [1, 2]).result() == 3  # the driver's own client works
+        assert (tmp_path / "secrets").stat().st_mode & 0o077 == 0  # nobody else reads it
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address, security=Security.temporary(), timeout="5s")  # someone else's CA
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address.replace("tls://", "tcp://"), timeout="5s")  # no certificate at all
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
