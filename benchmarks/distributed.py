@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +19,10 @@ import numpy as np
 import xarray as xr
 from distributed import Client, LocalCluster, as_completed
 
-from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig, TaskSpec
+from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig, TaskSpec, load_sweep
 from dyncdi_hpc.inputs import simulated_input
+from dyncdi_hpc.schedule.run import plan_sweep
+from dyncdi_hpc.store.groups import encode_result
 from dyncdi_hpc.store.zarr_store import Store
 from dyncdi_hpc.sweep import plan
 from dyncdi_hpc.task import run_task
@@ -152,16 +156,10 @@ def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
 
 
 def store_throughput(n_groups: int, n: int) -> dict[str, Any]:
-    """Write and read of result-like groups (amplitude, phase, support on n^3) from one process."""
+    """Write and read of result groups (one complex n^3 object, histories) from one process."""
     rng = np.random.default_rng(0)
-    ds = xr.Dataset(
-        {
-            "amplitude": (("x0", "x1", "x2"), rng.random((n, n, n), np.float32)),
-            "phase": (("x0", "x1", "x2"), rng.random((n, n, n), np.float32)),
-            "support": (("x0", "x1", "x2"), rng.random((n, n, n)) > 0.5),
-        },
-        attrs={"status": "done"},
-    )
+    obj = (rng.random((n, n, n)) * np.exp(2j * np.pi * rng.random((n, n, n)))).astype(np.complex64)
+    ds = encode_result(obj, np.ones(20), np.ones(300), {"status": "done"})
     megabytes = ds.nbytes / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create(Path(tmp) / "s.zarr")
@@ -186,6 +184,52 @@ def store_throughput(n_groups: int, n: int) -> dict[str, Any]:
     }
 
 
+def store_scale(n: int) -> dict[str, Any]:
+    """A store of n tiny results: ms per result written, a no-op rerun's planning (resolve,
+    expand, plan) and `dyncdi status` (a process of its own), in s."""
+    from tests.conftest import write_spec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_sweep(write_spec(Path(tmp) / "s.yaml", Path(tmp) / "s.zarr", sweep={"seed": n}))
+        store, the_plan = plan_sweep(spec, spec.store)
+        obj = np.ones((4, 4, 4), np.complex64)
+        start = time.perf_counter()
+        for t in the_plan.todo:
+            attrs = {
+                "task_id": t.task_id,
+                "status": "done",
+                "reason": None,
+                "spec": t.model_dump(mode="json"),
+                "metrics": {"error": 0.1, "loss": 1.0},
+                "wall_s": 1.0,
+                "device": {"platform": "cpu"},
+            }
+            store.write_result(t.task_id, encode_result(obj, np.ones(3), np.ones(5), attrs))
+        write = time.perf_counter() - start
+        store.record_sweep(
+            spec.name, spec.model_dump(mode="json"), [t.task_id for t in the_plan.tasks]
+        )
+        start = time.perf_counter()
+        _, again = plan_sweep(spec, spec.store, write=False)
+        planning = time.perf_counter() - start
+        assert not again.todo
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "dyncdi_hpc.cli", "status", str(store.path)],
+            check=True,
+            capture_output=True,
+        )
+        status = time.perf_counter() - start
+        files = sum(len(f) for _, _, f in os.walk(store.path / "results")) / n
+    return {
+        "results": n,
+        "write_ms_per_result": 1e3 * write / n,
+        "noop_planning_s": planning,
+        "status_s": status,
+        "files_per_result": files,
+    }
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Registered entry point (quick: 1,000 tiny tasks, 2 s long tasks, 4-task sweep)."""
     n_tiny = 1000 if quick else 10_000
@@ -194,6 +238,7 @@ def run(quick: bool) -> dict[str, Any]:
     params = ReconParams(recipe="20*ER+180*HIO+50*ER", ad_steps=300)
     speed = sweep_speedup(4 if quick else 8, params)
     throughput = [store_throughput(20, 32), store_throughput(10, 64)]
+    scale = store_scale(1000 if quick else 10_000)
     table = [
         {
             "measure": f"tiny tasks, store {'on' if t['store'] else 'off'} ({t['tasks']})",
@@ -241,20 +286,35 @@ def run(quick: bool) -> dict[str, Any]:
                 "met": None,
             }
         )
-    table.append(
+    table += [
         {
             "measure": "files per result group",
             "value": throughput[0]["files_per_group"],
             "unit": "files",
-            "target": "",
-            "met": None,
-        }
-    )
+            "target": "<= 3",
+            "met": throughput[0]["files_per_group"] <= 3,
+        },
+        {
+            "measure": f"no-op rerun planning, {scale['results']} results",
+            "value": scale["noop_planning_s"],
+            "unit": "s",
+            "target": "< 5 at 10,000",
+            "met": scale["noop_planning_s"] < 5 if scale["results"] >= 10_000 else None,
+        },
+        {
+            "measure": f"dyncdi status, {scale['results']} results",
+            "value": scale["status_s"],
+            "unit": "s",
+            "target": "< 2 at 10,000",
+            "met": scale["status_s"] < 2 if scale["results"] >= 10_000 else None,
+        },
+    ]
     return {
         "description": __doc__.strip().splitlines()[0],
         "tiny_tasks": tiny,
         "long_tasks": long,
         "sweep_speedup": speed,
         "store_throughput": throughput,
+        "store_scale": scale,
         "table": table,
     }

@@ -196,6 +196,18 @@ def simulate(config_path, store, name) -> None:
     )
 
 
+RICH_ROWS = 200
+
+
+def _plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """A table as aligned plain text (fast for many rows)."""
+    cells = [tuple(str(v) for v in r) for r in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    click.echo("\n".join(line.rstrip() for line in lines))
+
+
 @main.command()
 @click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
 @click.option(
@@ -209,12 +221,16 @@ def status(store_path, verify) -> None:
 
     store = Store.open(store_path)
     rows, counts = status_rows(store, verify=verify)
-    table = Table(title=str(store.path))
-    for col in ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*[str(v) for v in r])
-    out.print(table)
+    columns = ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason")
+    if len(rows) > RICH_ROWS:  # a drawn table of thousands of rows takes seconds
+        _plain_table(str(store.path), columns, rows)
+    else:
+        table = Table(title=str(store.path))
+        for col in columns:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*[str(v) for v in r])
+        out.print(table)
     out.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     for key in store.merged_keys():
         out.print(merged_line(key, store.merged_attrs(key)))
