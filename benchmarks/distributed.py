@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import xarray as xr
 from distributed import Client, LocalCluster, as_completed
 
@@ -50,6 +51,10 @@ def sleeping_task(seconds: float) -> float:
     return seconds
 
 
+def _worker_rss_mib() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
 def _run_all(client: Client, futures: list) -> float:
     start = time.perf_counter()
     for f in as_completed(futures):
@@ -59,15 +64,20 @@ def _run_all(client: Client, futures: list) -> float:
 
 
 def tiny_tasks(n: int, workers: int, store: bool) -> dict[str, Any]:
-    """Wall time per task for n tiny tasks on `workers` processes, store writes on or off."""
+    """Wall time per task for n tiny tasks on `workers` processes, store writes on or off, and
+    the workers' largest resident memory before and after (MiB)."""
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(n_workers=workers, **CLUSTER) as c:
         path = str(Store.create(Path(tmp) / "s.zarr").path) if store else None
         with Client(c) as client:
             client.run(importlib.import_module, __name__)  # every worker imports this module
+            # a first batch warms imports and caches, so the growth measured is the store's
+            _run_all(client, client.map(tiny_task, [None] * 50, range(50), pure=False))
+            rss_before = max(client.run(_worker_rss_mib).values())
             start = time.perf_counter()
             futures = client.map(tiny_task, [path] * n, range(n), pure=False)
             _run_all(client, futures)
             wall = time.perf_counter() - start
+            rss_after = max(client.run(_worker_rss_mib).values())
         files = sum(len(f) for _, _, f in os.walk(Path(tmp) / "s.zarr" / "results")) if store else 0
     return {
         "tasks": n,
@@ -76,6 +86,8 @@ def tiny_tasks(n: int, workers: int, store: bool) -> dict[str, Any]:
         "wall_s": wall,
         "per_task_ms": 1e3 * wall / n,
         "files": files,
+        "worker_rss_mib_before": rss_before,
+        "worker_rss_mib_after": rss_after,
     }
 
 
@@ -249,6 +261,15 @@ def run(quick: bool) -> dict[str, Any]:
         }
         for t in tiny
     ]
+    table.append(
+        {
+            "measure": f"worker memory growth over {tiny[1]['tasks']} store writes",
+            "value": tiny[1]["worker_rss_mib_after"] - tiny[1]["worker_rss_mib_before"],
+            "unit": "MiB",
+            "target": "",
+            "met": None,
+        }
+    )
     table.append(
         {
             "measure": f"overhead on {long['task_s']:.0f} s tasks",

@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from dyncdi_hpc.cli import main
+from dyncdi_hpc.cli import EXIT_TASKS_FAILED, main
 
 DATA = Path(__file__).resolve().parent / "data"
 SPEC = DATA / "store_f41b5a8.yaml"
@@ -83,7 +83,9 @@ def test_old_store_resumes_without_recomputing(tmp_path):
     runner = CliRunner()
     report = tmp_path / "report"
     run = runner.invoke(main, ["sweep", str(SPEC), "--store", str(store), "--report", str(report)])
-    assert run.exit_code == 0, _explain(run)
+    # the store holds failed tasks: a rerun that computes nothing still lists them, exit 3
+    assert run.exit_code == EXIT_TASKS_FAILED, _explain(run)
+    assert f"{N_FAILED} tasks failed; --retry-failed recomputes them" in run.output
     # f41b5a8 prints "tasks: 9 in the sweep, 6 were already done; this run: nothing new"
     # (its "already done" counts done results only, not the failed ones it also skips)
     summary = re.search(

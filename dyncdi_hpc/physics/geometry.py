@@ -17,6 +17,10 @@ Conventions (fixed once, used by every forward model):
   psi = S exp(i phi) with phi = -h.u (a crystal displaced by u scatters with exp(-i h.u) under
   the exp(-i q.r) kernel, which is also the coupling chih exp(-i h.u) of the dynamical
   model), and the kinematical intensity is |DFT(psi)|^2.
+* A measured scan (physics/diffractometer.py) carries a LabFrame: its q steps come from the
+  diffractometer, |h| is the measured |Q| and the frame above becomes the crystal frame (z
+  along the measured Q, x along the part of k_i normal to it). The symmetric geometry sits
+  in the CXI laboratory frame with a vertical scattering plane, rocked about lab x.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import ParameterError, field_path
+from .diffractometer import LabFrame
 from .lattice import HC_KEV_NM, check_reflection, crystal, kinematical_bragg_angle
 
 
@@ -42,6 +47,12 @@ class Geometry:
     pixel_size_m: float
     detector_distance_m: float
     polarisation: str = "sigma"
+    frame: LabFrame | None = None
+
+    @property
+    def measured(self) -> bool:
+        """True when the q steps come from a measured diffractometer geometry."""
+        return self.frame is not None
 
     @property
     def wavelength_nm(self) -> float:
@@ -60,13 +71,22 @@ class Geometry:
 
     @property
     def h_nm(self) -> float:
-        """Length of the reciprocal-lattice vector, 2 pi / d (nm^-1)."""
+        """Length of the scattering vector (nm^-1): 2 pi / d, or the measured |Q|."""
+        if self.frame is not None:
+            return self.frame.q_nm
         return 2.0 * np.pi / self.d_spacing_nm
 
     @property
     def bragg_angle_rad(self) -> float:
-        """Kinematical Bragg angle (rad)."""
+        """Bragg angle (rad): kinematical from d, or from the measured |Q|."""
+        if self.frame is not None:
+            return float(np.arcsin(self.h_nm / (2.0 * self.k_nm)))
         return float(np.arcsin(self.wavelength_nm / (2.0 * self.d_spacing_nm)))
+
+    @property
+    def lattice_strain(self) -> float:
+        """d implied by the measured |Q| against the material's d, minus 1 (0 if idealised)."""
+        return float(2.0 * np.pi / self.h_nm / self.d_spacing_nm - 1.0)
 
     @property
     def rocking_angles_rad(self) -> np.ndarray:
@@ -77,6 +97,8 @@ class Geometry:
     @cached_property
     def q_basis(self) -> np.ndarray:
         """q-space steps b0, b1, b2 as the columns of a (3, 3) matrix (nm^-1, sample frame)."""
+        if self.frame is not None:
+            return self.frame.q_steps_crystal
         tb = self.bragg_angle_rad
         dq_det = self.k_nm * self.pixel_size_m / self.detector_distance_m
         b0 = self.h_nm * self.rocking_step_rad * np.array([1.0, 0.0, 0.0])
@@ -89,6 +111,32 @@ class Geometry:
         """Real-space steps a0, a1, a2 of the conjugate grid, (3, 3) columns (nm, sample frame)."""
         n = np.asarray(self.shape, dtype=float)
         return 2.0 * np.pi * np.linalg.inv(self.q_basis).T / n[None, :]
+
+    @cached_property
+    def crystal_to_lab(self) -> np.ndarray:
+        """Rotation (3, 3): columns are the crystal (sample-frame) axes in the CXI lab frame."""
+        if self.frame is not None:
+            return self.frame.crystal_to_lab
+        s, c = np.sin(self.bragg_angle_rad), np.cos(self.bragg_angle_rad)
+        return np.array([[0.0, 1.0, 0.0], [s, 0.0, c], [c, 0.0, -s]])
+
+    @property
+    def sample_to_lab(self) -> np.ndarray:
+        """Rotation (3, 3) from the diffractometer's sample frame (every sample circle at
+        zero) to the lab frame at the peak; the crystal frame's for the symmetric geometry."""
+        if self.frame is not None:
+            return np.asarray(self.frame.sample_to_lab)
+        return self.crystal_to_lab
+
+    @property
+    def q_basis_lab(self) -> np.ndarray:
+        """q steps b0, b1, b2 as (3, 3) columns in the CXI laboratory frame (nm^-1)."""
+        return self.crystal_to_lab @ self.q_basis
+
+    @property
+    def real_basis_lab(self) -> np.ndarray:
+        """Real-space steps a0, a1, a2 as (3, 3) columns in the CXI laboratory frame (nm)."""
+        return self.crystal_to_lab @ self.real_basis
 
     @property
     def voxel_size_nm(self) -> tuple[float, float, float]:
@@ -128,6 +176,14 @@ class Geometry:
             "wavelength_nm": self.wavelength_nm,
             "bragg_angle_deg": float(np.degrees(self.bragg_angle_rad)),
             "voxel_size_nm": list(self.voxel_size_nm),
+        } | (self._measured_attrs() if self.frame is not None else {})
+
+    def _measured_attrs(self) -> dict:
+        return {
+            **self.frame.to_attrs(),
+            "real_basis_lab": self.real_basis_lab.tolist(),
+            "q_nm": self.h_nm,
+            "lattice_strain": self.lattice_strain,
         }
 
     @classmethod
@@ -144,6 +200,7 @@ class Geometry:
                 pixel_size_m=attrs["pixel_size_m"],
                 detector_distance_m=attrs["detector_distance_m"],
                 polarisation=attrs.get("polarisation", "sigma"),
+                frame=LabFrame.from_attrs(attrs) if "q_basis_lab" in attrs else None,
             )
 
 
@@ -157,6 +214,7 @@ def make_geometry(
     pixel_size_m: float,
     detector_distance_m: float,
     polarisation: str = "sigma",
+    frame: LabFrame | None = None,
 ) -> Geometry:
     """Build a validated Geometry; every problem is a ParameterError naming the parameter."""
     structure = crystal(material)
@@ -185,4 +243,5 @@ def make_geometry(
         pixel_size_m=float(pixel_size_m),
         detector_distance_m=float(detector_distance_m),
         polarisation=polarisation,
+        frame=frame,
     )
