@@ -11,7 +11,11 @@ import numpy as np
 
 from ..errors import ParameterError
 from .materials import BraggCase, bragg_case
-from .reflectivity import finite_crystal_reflectivity, slab_reflectivity
+from .reflectivity import (
+    finite_crystal_reflectivity,
+    ghost_free_step_nm,
+    slab_reflectivity,
+)
 from .tt_march import MIN_POINTS_PER_EXTINCTION, POINTS_PER_EXTINCTION
 
 MODELS = ("dynamical", "kinematical", "slab-exact")
@@ -48,27 +52,35 @@ def susceptibility_report(
     }
 
 
-def rocking_angles_rad(case: BraggCase, thickness_nm: float, n: int = N_ANGLES) -> np.ndarray:
-    """Automatic rocking range around the refracted peak: shape (n,) (rad from the Bragg angle).
+def rocking_angles_rad(
+    case: BraggCase, thickness_nm: float, n: int = N_ANGLES, half_range_rad: float | None = None
+) -> np.ndarray:
+    """Rocking range around the refracted peak: shape (n,) (rad from the Bragg angle).
 
-    Half-range: 4 Darwin widths or 4 widths of the thickness fringe lambda / (2 t cos tB),
-    whichever is larger, so thin (kinematical) and thick (Darwin) curves both fit.
+    Automatic half-range: 4 Darwin widths or 4 widths of the thickness fringe
+    lambda / (2 t cos tB), whichever is larger, so thin (kinematical) and thick (Darwin)
+    curves both fit; or half_range_rad.
     """
-    fringe = case.wavelength_nm / (2.0 * thickness_nm * math.cos(case.bragg_angle_rad))
-    half = 4.0 * max(case.darwin_width_rad, fringe)
-    return case.refraction_shift_rad + np.linspace(-half, half, n)
+    if half_range_rad is None:
+        fringe = case.wavelength_nm / (2.0 * thickness_nm * math.cos(case.bragg_angle_rad))
+        half_range_rad = 4.0 * max(case.darwin_width_rad, fringe)
+    return case.refraction_shift_rad + np.linspace(-half_range_rad, half_range_rad, n)
 
 
-def _auto_step_nm(case: BraggCase, thickness_nm: float, width_nm: float, n_angles: int) -> float:
+def _auto_step_nm(
+    case: BraggCase, thickness_nm: float, width_nm: float, dtheta: np.ndarray
+) -> float:
     ell = case.extinction_length_ray_nm
+    span = float(dtheta[-1] - dtheta[0])
+    ghost_free = ghost_free_step_nm(case, span)
     # point updates = w t n / (step^2 sin 2tB): the finest step within the budget
     finest = math.sqrt(
         width_nm
         * thickness_nm
-        * n_angles
+        * dtheta.size
         / (MAX_POINT_UPDATES * math.sin(2 * case.bragg_angle_rad))
     )
-    step = max(ell / POINTS_PER_EXTINCTION, finest)
+    step = max(min(ell / POINTS_PER_EXTINCTION, ghost_free), finest)
     if step > ell / MIN_POINTS_PER_EXTINCTION:
         raise ParameterError(
             "width_um",
@@ -77,6 +89,15 @@ def _auto_step_nm(case: BraggCase, thickness_nm: float, width_nm: float, n_angle
             f"{ell:.4g} nm along the beam",
             "reduce width_um (a width of a few times 2 t cot(thetaB) already behaves as a slab) "
             "or use model='slab-exact'",
+        )
+    if step > ghost_free:
+        raise ParameterError(
+            "range_urad",
+            f"a {width_nm / 1e3:.4g} x {thickness_nm / 1e3:.4g} um crystal over "
+            f"{1e6 * span:.4g} urad needs a grid step of at most {ghost_free:.4g} nm to keep the "
+            f"march's ghost peaks (period lambda / (step sin 2thetaB)) out of the range, but the "
+            f"compute budget allows no finer than {finest:.4g} nm",
+            "narrow the range (range_urad), reduce width_um, or use model='slab-exact'",
         )
     return step
 
@@ -107,6 +128,7 @@ def rocking_curve_report(
     model: str = "dynamical",
     polarisation: str = "sigma",
     step_nm: float | None = None,
+    range_urad: float | None = None,
 ) -> dict:
     """Rocking curve of a perfect t x w crystal in symmetric Bragg geometry (angles in urad).
 
@@ -114,21 +136,35 @@ def rocking_curve_report(
     march in first-order Born with refraction and absorption by chi0) or "slab-exact" (closed
     form for an infinitely wide slab). kinematical_peak_reflectivity is the first-order Born peak
     of the same crystal, so peak_ratio isolates multiple scattering (extinction).
+    range_urad: half-range around the refracted peak (default: from the thickness and the
+    Darwin width). The finite crystal's reflectivity is normalised to the incident flux on its
+    footprint (reflectivity.finite_crystal_reflectivity), so it never exceeds 1; the march
+    step keeps its ghost peaks (ghost_period_rad) out of the range.
     """
     if model not in MODELS:
         raise ParameterError("model", repr(model), f"use one of {', '.join(MODELS)}")
-    for name, value in (("thickness_um", thickness_um), ("width_um", width_um)):
+    lengths = [("thickness_um", thickness_um), ("width_um", width_um)]
+    if range_urad is not None:
+        lengths.append(("range_urad", range_urad))
+    for name, value in lengths:
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise ParameterError(name, f"{value}", "give a positive length in um")
+            raise ParameterError(
+                name, f"{value}", "give a positive value (um, or urad for range_urad)"
+            )
     case = bragg_case(material, hkl, energy_kev, polarisation=polarisation)
     t_nm, w_nm = 1e3 * thickness_um, 1e3 * width_um
-    dtheta = rocking_angles_rad(case, t_nm)
+    dtheta = rocking_angles_rad(
+        case, t_nm, half_range_rad=None if range_urad is None else 1e-6 * range_urad
+    )
     if model == "slab-exact":
         used_step = None
         curve = slab_reflectivity(case, dtheta, t_nm)
         kin = slab_reflectivity(case, dtheta, t_nm, drop_chihbar=True)
     else:
-        used_step = step_nm if step_nm is not None else _auto_step_nm(case, t_nm, w_nm, dtheta.size)
+        if step_nm is None:
+            used_step = _auto_step_nm(case, t_nm, w_nm, dtheta)
+        else:
+            used_step = step_nm
         budget = 1.01 * MAX_POINT_UPDATES  # the automatic step fits by construction
         kin = finite_crystal_reflectivity(
             case, t_nm, w_nm, dtheta, step_nm=used_step, drop_chihbar=True, max_cells=budget

@@ -14,7 +14,16 @@ import numpy as np
 
 from ..errors import ParameterError
 from .materials import BraggCase
-from .tt_march import MarchSetup, alpha_from_dtheta, march_grid_nm, march_setup, rocking_exit_field
+from .tt_march import (
+    POINTS_PER_EXTINCTION,
+    MarchSetup,
+    alpha_from_dtheta,
+    march_grid_nm,
+    march_setup,
+    rocking_exit_field,
+)
+
+GHOST_MARGIN = 2.0  # march ghosts kept at least this many rocking ranges from the peak
 
 
 def _overlap(lo: np.ndarray, hi: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -43,6 +52,39 @@ def rectangle_on_grid(
     return fx * fz, (x0, x0 + width_nm)
 
 
+def ghost_period_rad(case: BraggCase, step_nm: float) -> float:
+    """Rocking period of the 2D march on a grid of step step_nm (rad): lambda / (D sin 2tB).
+
+    The march's phase per step along a ray, pi alpha D / lambda, wraps at 2 pi, so a curve
+    computed at dtheta repeats at dtheta + this period: ghost Bragg peaks.
+    """
+    return case.wavelength_nm / (step_nm * math.sin(2.0 * case.bragg_angle_rad))
+
+
+def ghost_free_step_nm(case: BraggCase, range_rad: float) -> float:
+    """Coarsest march step (nm) whose ghosts lie at least GHOST_MARGIN ranges from the peak."""
+    return case.wavelength_nm / (GHOST_MARGIN * range_rad * math.sin(2.0 * case.bragg_angle_rad))
+
+
+def _ghost_checked_setup(case: BraggCase, step_nm, dtheta: np.ndarray, drop_chihbar: bool):
+    span = float(np.ptp(dtheta)) if dtheta.size > 1 else 0.0
+    if step_nm is None and span > 0:
+        step_nm = min(
+            case.extinction_length_ray_nm / POINTS_PER_EXTINCTION, ghost_free_step_nm(case, span)
+        )
+    setup = march_setup(case, step_nm, drop_chihbar=drop_chihbar)
+    if span > 0 and ghost_period_rad(case, setup.step_nm) < GHOST_MARGIN * span:
+        raise ParameterError(
+            "step_nm",
+            f"a grid step of {setup.step_nm:.4g} nm repeats the curve every "
+            f"{1e6 * ghost_period_rad(case, setup.step_nm):.4g} urad: ghost peaks would fall "
+            f"within {GHOST_MARGIN:g} x the {1e6 * span:.4g} urad range",
+            f"use a step of at most {ghost_free_step_nm(case, span):.4g} nm, a narrower "
+            "range, or leave step_nm unset",
+        )
+    return setup
+
+
 def finite_crystal_reflectivity(
     case: BraggCase,
     thickness_nm: float,
@@ -52,20 +94,33 @@ def finite_crystal_reflectivity(
     step_nm: float | None = None,
     drop_chihbar: bool = False,
     max_cells: float = 2e8,
+    incident: str = "footprint",
 ) -> np.ndarray:
     """Reflectivity of a perfect t x w crystal at rocking offsets dtheta_rad (n,): shape (n,).
 
-    Diffracted power leaving the crystal (every exit ray, side faces included) over the incident
-    power on its top face (width w). A wide crystal reproduces the slab reflectivity.
+    The default step is the finer of 24 points per extinction length and the coarsest step
+    whose ghost peaks (ghost_period_rad) stay GHOST_MARGIN ranges away; a given step that
+    would put ghosts that close is refused.
+
+    Diffracted power leaving the crystal (every exit ray, side faces included) over the
+    incident power it intercepts. incident="footprint" (default): the beam's flux through the
+    crystal's cross-section normal to the beam, w sin(tB) through the top face plus
+    t cos(tB) through the upstream side face, so energy conservation bounds it by 1.
+    incident="top": over the flux through the top face only, the slab's normalisation; it
+    tends to the slab fastest as w grows but exceeds 1 for narrow thick crystals (the power
+    diffracted from the side face is counted, its incident power is not). Either tends to the
+    slab reflectivity with an edge term of order t cot(tB) / w.
     """
+    if incident not in ("footprint", "top"):
+        raise ParameterError("incident", repr(incident), "use footprint or top")
     if not thickness_nm > 0:
         raise ParameterError("thickness_nm", f"{thickness_nm}", "give a positive thickness")
     if not width_nm > 0:
         raise ParameterError("width_nm", f"{width_nm}", "give a positive width")
-    setup = march_setup(case, step_nm, drop_chihbar=drop_chihbar)
+    dtheta = np.atleast_1d(np.asarray(dtheta_rad, dtype=float))
+    setup = _ghost_checked_setup(case, step_nm, dtheta, drop_chihbar)
     hx = setup.step_nm * math.cos(setup.bragg_angle_rad)
     hz = setup.step_nm * math.sin(setup.bragg_angle_rad)
-    dtheta = np.atleast_1d(np.asarray(dtheta_rad, dtype=float))
     cells = (width_nm / hx) * (thickness_nm / (2 * hz)) * dtheta.size
     if cells > max_cells:
         raise ParameterError(
@@ -79,7 +134,10 @@ def finite_crystal_reflectivity(
         jnp.asarray(shape), jnp.asarray(phase), jnp.asarray(dtheta), case.chi, setup
     )
     ray_width = setup.step_nm * math.sin(2.0 * setup.bragg_angle_rad)
-    return np.asarray(out) * ray_width / (width_nm * math.sin(setup.bragg_angle_rad))
+    flux = width_nm * math.sin(setup.bragg_angle_rad)
+    if incident == "footprint":
+        flux += thickness_nm * math.cos(setup.bragg_angle_rad)
+    return np.asarray(out) * ray_width / flux
 
 
 @partial(jax.jit, static_argnames=("setup",))

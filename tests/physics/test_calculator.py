@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from dyncdi_hpc.errors import DyncdiError
-from dyncdi_hpc.physics.calculator import rocking_curve_report, susceptibility_report
+from dyncdi_hpc.physics.calculator import (
+    ghost_free_step_nm,
+    rocking_angles_rad,
+    rocking_curve_report,
+    susceptibility_report,
+)
 from dyncdi_hpc.physics.materials import bragg_case
+from dyncdi_hpc.physics.reflectivity import finite_crystal_reflectivity, slab_reflectivity
 
 REPORT_KEYS = {
     "dtheta_urad",
@@ -73,7 +79,11 @@ def test_dynamical_report_of_a_wide_crystal_matches_the_slab() -> None:
     dyn = rocking_curve_report("Au", (1, 1, 1), 9.0, t, w)
     slab = rocking_curve_report("Au", (1, 1, 1), 9.0, t, w, model="slab-exact")
     json.dumps(dyn, allow_nan=False)
-    assert dyn["step_nm"] == pytest.approx(case.extinction_length_ray_nm / 24)
+    # the default grid, or finer where the march's ghost peaks would enter the range
+    span = 1e-6 * (dyn["dtheta_urad"][-1] - dyn["dtheta_urad"][0])
+    assert dyn["step_nm"] == pytest.approx(
+        min(case.extinction_length_ray_nm / 24, ghost_free_step_nm(case, span))
+    )
     assert dyn["dtheta_urad"] == slab["dtheta_urad"]
     # edges of a finite crystal cost ~1/width; at 40 x 2 t cot(thetaB) about 1e-3
     assert np.max(np.abs(np.subtract(dyn["reflectivity"], slab["reflectivity"]))) < 3e-3
@@ -105,3 +115,86 @@ def test_bad_inputs_are_user_errors() -> None:
         susceptibility_report("Si", (2, 0, 0), 9.0)
     with pytest.raises(DyncdiError, match="cutoff"):
         rocking_curve_report("Au", (1, 1, 1), 2.0, 0.1, 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("material", "hkl", "thickness_um"),
+    [
+        ("Au", (1, 1, 1), 0.02),
+        ("Au", (1, 1, 1), 0.05),
+        ("Au", (1, 1, 1), 0.1),
+        ("Si", (0, 0, 4), 0.5),
+        ("Si", (0, 0, 4), 1.0),
+    ],
+)
+def test_no_ghost_peak_within_the_range(material, hkl, thickness_um) -> None:
+    """The march repeats the curve every lambda / (step sin 2thetaB) (8.3 mrad for Au 111 at
+    its default step): thin crystals, whose automatic range is wide, used to show ghosts as
+    tall as the peak. A wide crystal's curve now follows the slab over the whole range."""
+    case = bragg_case(material, hkl, 9.0)
+    width = 100 * thickness_um / math.tan(case.bragg_angle_rad)
+    dyn = rocking_curve_report(material, hkl, 9.0, thickness_um, width)
+    slab = rocking_curve_report(material, hkl, 9.0, thickness_um, width, model="slab-exact")
+    assert dyn["peak_position_urad"] == pytest.approx(slab["peak_position_urad"], abs=1.0)
+    deviation = np.max(np.abs(np.subtract(dyn["reflectivity"], slab["reflectivity"])))
+    assert deviation < 0.03 * slab["peak_reflectivity"]  # a ghost would be ~1x the peak
+
+
+def test_a_step_that_would_show_ghosts_is_refused() -> None:
+    # Au 111, 20 nm: the automatic range spans about 29 mrad; the default 29.6 nm step
+    # repeats every 8.3 mrad
+    with pytest.raises(DyncdiError, match="ghost peaks") as err:
+        rocking_curve_report("Au", (1, 1, 1), 9.0, 0.02, 1.0, step_nm=29.6)
+    assert err.value.field == "step_nm"
+    assert "at most 4.273 nm" in err.value.fix
+    with pytest.raises(DyncdiError, match="ghost peaks") as err:  # budget vs ghost-free step
+        rocking_curve_report("Au", (1, 1, 1), 9.0, 0.02, 5000.0, range_urad=2e5)
+    assert err.value.field == "range_urad"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("material", "hkl", "thickness_um", "width_um"),
+    [
+        ("Au", (1, 1, 1), 5.0, 20.0),  # 1.13 when normalised to the top face only
+        ("Si", (0, 0, 4), 20.0, 20.0),  # 1.30
+        ("Si", (0, 0, 4), 100.0, 20.0),  # 4.36
+        ("Au", (1, 1, 1), 0.5, 1.0),
+        ("Au", (1, 1, 1), 2.0, 100.0),
+    ],
+)
+def test_reflectivity_never_exceeds_one(material, hkl, thickness_um, width_um) -> None:
+    report = rocking_curve_report(material, hkl, 9.0, thickness_um, width_um)
+    assert 0 < report["peak_reflectivity"] <= 1.0
+    assert report["kinematical_peak_reflectivity"] > 0
+
+
+def test_footprint_reflectivity_tends_to_the_slab() -> None:
+    """Normalised to the flux through the crystal's cross-section (top and upstream side),
+    a finite crystal reflects less than the slab by an edge term of order t cot(thetaB) / w:
+    about 1e-3 for a thin crystal at 10 t cot(thetaB); thick or thin, it falls as 1 / w."""
+    case = bragg_case("Au", (1, 1, 1), 9.0)
+    cot = 1 / math.tan(case.bragg_angle_rad)
+    thin = 20.0
+    dth = rocking_angles_rad(case, thin, 41)
+    slab = slab_reflectivity(case, dth, thin)
+    errors = [
+        np.max(np.abs(finite_crystal_reflectivity(case, thin, f * thin * cot, dth) - slab))
+        for f in (10, 20)
+    ]
+    # measured: 1.09e-3 at 10 t cot(thetaB), half that at 20 (the peak is 9e-3)
+    assert errors[0] < 1.2e-3
+    assert errors[1] < 1e-3
+    assert errors[1] == pytest.approx(errors[0] / 2, rel=0.2)
+    thick = 1000.0
+    dth = rocking_angles_rad(case, thick, 41)
+    slab = slab_reflectivity(case, dth, thick)
+    deficits = []
+    for factor in (10, 20):
+        r = finite_crystal_reflectivity(case, thick, factor * thick * cot, dth)
+        assert r.max() <= 1.0
+        deficits.append(slab.max() - r.max())
+    # measured: the peak is 0.074 below the slab's 0.931 at 10 t cot(thetaB), 0.038 at 20
+    assert 0 < deficits[0] < 1.0 / 10 * slab.max()
+    assert deficits[1] == pytest.approx(deficits[0] / 2, rel=0.2)

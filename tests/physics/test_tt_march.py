@@ -145,7 +145,7 @@ def test_finite_crystal_reflectivity_tends_to_slab() -> None:
     with jax.enable_x64(True):
         for factor in (20, 40):
             w = factor * 2 * t / math.tan(AU111.bragg_angle_rad)
-            r = reflectivity.finite_crystal_reflectivity(AU111, t, w, dth)
+            r = reflectivity.finite_crystal_reflectivity(AU111, t, w, dth, incident="top")
             errors.append(np.max(np.abs(r - slab)))
     # edge effects over ~2 t cot(thetaB) at each side: the error falls as 1 / width
     assert errors[1] < 2e-3
