@@ -9,6 +9,9 @@ import pytest
 import yaml
 
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
+from tests.slurm_plugin import pytest_addoption as pytest_addoption
+from tests.slurm_plugin import pytest_collection_modifyitems as pytest_collection_modifyitems
+from tests.slurm_plugin import pytest_unconfigure as pytest_unconfigure
 
 REPO = Path(__file__).resolve().parents[1]
 

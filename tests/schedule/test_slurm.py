@@ -1,7 +1,8 @@
 """Sweeps through a real SLURM (dask-jobqueue SLURMCluster), started by .ci/slurm-up.
 
-These tests fail, not skip, when SLURM is not running: start it with .ci/slurm-up, or
-deselect them with -m "not slurm".
+The suite starts that SLURM itself where it can (tests/slurm_plugin.py); where it cannot,
+these tests are skipped with the reason, except under CI=true or --require-slurm, where they
+fail naming the fix.
 """
 
 from __future__ import annotations
@@ -26,32 +27,15 @@ from dyncdi_hpc.schedule.cluster import start_cluster
 from dyncdi_hpc.schedule.profiles import load_profile
 from dyncdi_hpc.store.zarr_store import Store
 from tests.conftest import write_spec
+from tests.slurm_plugin import slurm_problem
 
 pytestmark = [pytest.mark.slurm, pytest.mark.cluster, pytest.mark.slow]
-
-
-@functools.cache
-def _slurm_problem() -> str | None:
-    """Why SLURM cannot take jobs here, or None when a node is ready."""
-    try:
-        run = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
-        )
-    except FileNotFoundError:
-        return "sinfo is not installed"
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 20 s (is slurmctld running?)"
-    if run.returncode != 0:
-        return f"sinfo failed: {run.stderr.strip()}"
-    states = set(run.stdout.split())
-    if not states & {"idle", "mixed", "allocated"}:
-        return f"no node takes jobs (node states: {', '.join(sorted(states)) or 'none'})"
-    return None
+_problem = functools.cache(slurm_problem)
 
 
 def require_slurm() -> None:
     """Fail (not skip, and not as a setup error) with the fix when there is no SLURM here."""
-    problem = _slurm_problem()
+    problem = _problem()
     if problem:
         pytest.fail(
             f"SLURM is not running here ({problem}). Start it with `sudo .ci/slurm-up` "
