@@ -53,7 +53,9 @@ class Detector(Frozen):
     seams: list[Rectangle] = Field(
         default_factory=list, description="enlarged pixels at chip boundaries (masked)"
     )
-    saturation: float | None = Field(None, gt=0, description="counts above which a pixel is lost")
+    saturation: float | None = Field(
+        None, gt=0, description="counts at and above which a pixel is lost"
+    )
     rotation_deg: float = Field(0.0, description="detector rotation about the beam (deg)")
     tilt_deg: float = 0.0
     tilt_azimuth_deg: float = 0.0
