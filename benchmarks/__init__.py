@@ -8,13 +8,14 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import cohere, distributed, dynamical, kernels, quality
+from . import cohere, distributed, dynamical, footprint, kernels, quality
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
     "kernels": kernels.run,
     "dynamical": dynamical.run,
     "distributed": distributed.run,
+    "footprint": footprint.run,
     "cohere": cohere.run,
     "thick_crystal": quality.run_thick_crystal,
     "sizes": quality.run_sizes,

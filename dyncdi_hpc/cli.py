@@ -109,13 +109,14 @@ EXIT_TASKS_FAILED = 3
 
 def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed: bool) -> None:
     """Print the task table, the store's size estimate and the job script; submit nothing."""
+    from .schedule.footprint import gigabytes
     from .schedule.profiles import load_profile
     from .schedule.run import preview
     from .store.space import megabytes
     from .sweep import axis_values
 
     profile = load_profile(profile_name, overrides)
-    the_plan, estimate, free = preview(spec, store_path, retry_failed)
+    the_plan, estimate, free, footprints = preview(spec, store_path, retry_failed)
     axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
     out.print(_sweep_table(the_plan, axes))
     out.print(
@@ -128,6 +129,11 @@ def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed:
         f"{megabytes(estimate['inputs'])}, results {megabytes(estimate['results'])}, merged "
         f"{megabytes(estimate['merged'])}); {megabytes(free)} free there"
     )
+    for name, (shape, fp) in footprints.items():
+        out.print(
+            f"each task of {name} ({'x'.join(map(str, shape))}): about {gigabytes(fp.bytes)} "
+            f"of memory, {fp.seconds / 60:.2g} min on one CPU worker (estimates)"
+        )
     for name, cfg in spec.multi.items():
         how = "simulated, " if cfg.simulate else ""
         out.print(
@@ -390,15 +396,18 @@ def rocking_curve(
 
 
 @main.command()
-@click.argument("file_path", metavar="FILE", type=click.Path(path_type=Path))
+@click.argument("frames", metavar="FRAMES", type=click.Path(path_type=Path))
 @click.option("--out", "store", required=True, type=click.Path(path_type=Path), help="Zarr store.")
+@click.option("--beamline", help="Beamline preset or PRESET.yaml (`dyncdi beamlines`).")
+@click.option("--spec", "scan_file", type=click.Path(path_type=Path), help="spec or .fio file.")
+@click.option("--scan", type=int, help="Scan number (spec #S N, BLISS entry N.1).")
+@click.option("--dark", type=click.Path(path_type=Path), help="Full-chip dark field image.")
+@click.option("--flat", type=click.Path(path_type=Path), help="Full-chip flat (white) field.")
+@click.option("--threshold", type=float, help="Counts below this are set to 0 (corrected).")
 @click.option(
-    "--geometry",
-    "geometry_path",
-    type=click.Path(path_type=Path),
-    help="YAML of GeometryConfig fields (used where the file has no value).",
+    "--geometry", "geometry_path", type=click.Path(path_type=Path), help="YAML: overrides files."
 )
-@click.option("--name", help="Dataset name in the store (default: the file's stem).")
+@click.option("--name", help="Dataset name in the store (default: the frames' stem).")
 @click.option("--key", help="Dataset path (HDF5) or array name (.npz) of the intensities.")
 @click.option("--energy-kev", type=float, help="Photon energy (keV).")
 @click.option("--detector-distance-m", type=float, help="Sample-detector distance (m).")
@@ -407,45 +416,62 @@ def rocking_curve(
 @click.option("--material", help="Crystal, e.g. Au, Pt, Si.")
 @click.option("--hkl", nargs=3, type=int, metavar="H K L", help="Reflection.")
 @click.option("--polarisation", type=click.Choice(["sigma", "pi"]))
+@click.option("--detector", help="Detector of the preset (default: the files', else its own).")
+@click.option(
+    "--centre-channel", nargs=2, type=float, metavar="ROW COL", help="Direct beam chip pixel."
+)
+@click.option(
+    "--roi", nargs=4, type=int, metavar="R0 R1 C0 C1", help="Chip pixels the frames cover."
+)
 @click.option("--bin", "bin_factor", type=int, default=1, help="Bin detector pixels N x N.")
 @click.option(
     "--shape", nargs=3, type=int, metavar="N0 N1 N2", help="Crop/pad to this shape (FFT sizes)."
 )
 @click.option("--saturation", type=float, help="Counts at and above which a pixel is masked.")
 @user_errors
-def load(file_path, store, geometry_path, name, key, bin_factor, shape, saturation, **geometry):
-    """Load a measured scan (CXI/NeXus/HDF5, .npy/.npz, TIFF frames) into a store's inputs."""
+def load(frames, store, geometry_path, name, **options):
+    """Load a measured scan into a store's inputs: FRAMES is a TIFF folder, a CXI/NeXus/HDF5 or
+    BLISS file, an Eiger master, or a .npy/.npz array."""
     import warnings
 
-    from .data.load import load_scan
+    from .data.load import load_scan, load_summary
     from .data.prepare import LoadWarning
     from .store.zarr_store import Store
 
-    explicit = {k: v for k, v in geometry.items() if v not in (None, ())}
+    flags = ("scan_file", "scan", "dark", "flat", "threshold", "key", "bin_factor", "saturation")
+    kwargs = {k: options.pop(k) for k in flags}
+    shape = options.pop("shape") or None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LoadWarning)
-        ds = load_scan(
-            file_path,
-            geometry_yaml=geometry_path,
-            explicit=explicit,
-            key=key,
-            bin_factor=bin_factor,
-            shape=shape or None,
-            saturation=saturation,
-        )
+        ds = load_scan(frames, geometry_yaml=geometry_path, explicit=options, shape=shape, **kwargs)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
-    name = name or Path(file_path).stem
+    name = name or Path(frames).stem
     s = Store.create(store)
     s.write_input(name, ds)
-    g = ds.attrs["geometry"]
-    masked = int(ds["mask"].values.sum()) if "mask" in ds else 0
-    out.print(
-        f"wrote inputs/{name} ({list(ds['intensity'].shape)}, peak "
-        f"{float(ds['intensity'].max()):.0f} counts, {masked} masked voxels; "
-        f"{g['material']} {g['hkl']} at {g['energy_kev']} keV, voxel "
-        f"{', '.join(f'{v:.1f}' for v in g['voxel_size_nm'])} nm) into {s.path}"
-    )
+    out.print(load_summary(name, ds, s.path))
+
+
+@main.command()
+@user_errors
+def beamlines() -> None:
+    """List the beamline presets: name, description, circles and detectors."""
+    from .config.beamline import load_beamline, packaged_beamlines
+
+    table = Table(title="beamline presets (dyncdi load --beamline NAME or PRESET.yaml)")
+    for col in ("name", "description", "sample circles", "detector circles", "detectors"):
+        table.add_column(col)
+    for key in sorted(packaged_beamlines()):
+        p = load_beamline(key)
+        circles = [
+            ", ".join(f"{c.name} {c.axis}" for c in cs)
+            for cs in (p.sample_circles, p.detector_circles)
+        ]
+        detectors = ", ".join(
+            f"{k} {d.chip[0]}x{d.chip[1]} {d.pixel_size_um[0]:g} um" for k, d in p.detectors.items()
+        )
+        table.add_row(key, p.description, *circles, f"{detectors} (default {p.default_detector})")
+    out.print(table)
 
 
 @main.command()

@@ -10,17 +10,17 @@ consume what it returns, so no geometry is built twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .config import ArrayDataset, SimulateConfig, SimulatedDataset, StoredDataset, SweepSpec
+from .data.load import LoadOptions, load_input
 from .data.simulate import simulate
 from .data.simulate_dynamical import simulate_dynamical
-from .data.validate import check_intensity
+from .data.validate import check_values
 from .errors import DyncdiError
-from .identity import array_digest, stable_hash
+from .identity import stable_hash
 from .multi.sets import (
     build_reflections,
     entry_geometries,
@@ -137,29 +137,51 @@ def simulate_group(cfg: SimulateConfig, geometry: Geometry) -> xr.Dataset:
 
 
 def read_array_input(spec: ArrayDataset, field: str) -> tuple[xr.Dataset, Geometry]:
-    """Read a .npy/.npz intensity file with its geometry; validate it; wrap it as an input
-    group. Returns the group and the geometry."""
-    path = Path(spec.path)
-    if not path.is_file():
-        raise DyncdiError(f"{field}.path", f"no such file {str(path)!r}", "check the path")
+    """Read a dataset's files as `dyncdi load` does (data/load.py: the same readers,
+    corrections, checks, centring and cropping; LoadWarnings say what was changed) into an
+    input group; an array without a beamline preset must hold no NaN or negative value.
+    Errors name <field>.<key> (path, spec, scan, geometry.<name>, ...). Returns the group and
+    its geometry."""
+    options = LoadOptions(
+        geometry=spec.geometry,
+        key=spec.key,
+        scan_file=spec.spec,
+        scan=spec.scan,
+        dark=spec.dark,
+        flat=spec.flat,
+        threshold=spec.threshold,
+        bin_factor=spec.bin,
+        shape=spec.shape,
+        saturation=spec.saturation,
+    )
+
+    def plain_counts(raw) -> None:
+        if not spec.geometry.get("beamline"):
+            check_values(np.asarray(raw.intensity), f"{field}.path")
+
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DyncdiError(f"{field}.path", f"cannot read {path.name}: {exc}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        key = spec.key or (keys[0] if len(keys) == 1 else None)
-        if key not in keys:
-            raise DyncdiError(f"{field}.key", f"choose one of the arrays {keys}", "set key")
-        intensity = loaded[key]
-    else:
-        intensity = loaded
-    geometry = spec.geometry.build(f"{field}.geometry")
-    intensity = np.asarray(intensity, dtype=np.float32)
-    check_intensity(intensity, geometry, f"{field}.path")
-    source = {"kind": "file", "path": str(path), "key": spec.key}
-    fingerprint = stable_hash({"data": array_digest(intensity), "geometry": geometry.to_attrs()})
-    return encode_input(intensity, geometry, source=source, fingerprint=fingerprint), geometry
+        loaded = load_input(spec.path, options, plain_counts)
+    except DyncdiError as exc:
+        if exc.field.startswith(field):
+            raise
+        raise DyncdiError(f"{field}.{_spec_key(exc.field)}", exc.problem, exc.fix) from None
+    return loaded.group, loaded.geometry
+
+
+# what `dyncdi load`'s errors call a flag or an argument, by its name in a sweep dataset
+_FLAG_KEYS = {
+    "FRAMES": "path",
+    "--spec": "spec",
+    "--roi": "geometry.roi",
+    "--beamline": "geometry.beamline",
+    "beamline": "geometry.beamline",
+    "--bin": "bin",
+    **{name: f"geometry.{name}" for name in ("motors", "rocking_motor", "detector")},
+}
+
+
+def _spec_key(name: str) -> str:
+    return _FLAG_KEYS.get(name, name.removeprefix("--"))
 
 
 def build(

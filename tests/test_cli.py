@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,72 @@ def test_physics_forbidden_reflection_is_a_clear_error():
     )
     assert code == 2
     assert "forbidden" in _error_line(output)
+
+
+SCAN54 = Path(__file__).resolve().parent.parent / "examples" / "data" / "aps34idc-au111-scan54"
+
+
+def test_load_scan54_from_its_spec_file_with_the_detector_corrections(tmp_path):
+    import xarray as xr
+
+    store = tmp_path / "s54.zarr"
+    code, output = _run(
+        "load",
+        SCAN54 / "frames",
+        "--beamline",
+        "aps-34idc",
+        "--spec",
+        SCAN54 / "example.spec",
+        "--scan",
+        "54",
+        "--dark",
+        SCAN54 / "dark.tif",
+        "--flat",
+        SCAN54 / "whitefield.tif",
+        "--threshold",
+        "2",
+        "--name",
+        "scan54",
+        "--out",
+        store,
+    )
+    assert code == 0, output
+    # the flat field moves the brightest voxel to row 65, column 65: a 120-pixel window
+    assert "wrote inputs/scan54 ([192, 120, 120]" in output
+    assert "measured geometry: aps-34idc 34idcTIM2, rocking Theta" in output
+    assert "warning: detector corrections (34idcTIM2)" in output
+    ds = xr.open_zarr(store, group="inputs/scan54", consolidated=False)
+    g = ds.attrs["geometry"]
+    for key in ("q_basis_lab", "real_basis_lab", "beamline", "motors", "rocking_motor"):
+        assert key in g, key
+    assert g["centre_channel"] == [256.0, 256.0] and g["binning"] == [1, 1]
+    assert g["roi"] == [62 + 5, 62 + 125, 63 + 5, 63 + 125]
+    corrections = ds.attrs["corrections"]
+    assert corrections["masked"]["hot"] == 201  # one hot pixel of the dark field, every frame
+    assert corrections["masked"]["seam"] == 0  # the Timepix cross (chip row 256) is outside
+    assert corrections["zeroed"]["threshold"] > 0 and "aliens" in corrections
+    assert ds.attrs["provenance"]["load"]["sources"]["energy_kev"] == "file"
+    assert bool(ds["mask"].values.any())
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--scan", "55"), "--scan: example.spec has no scan 55"),
+        (("--scan", "54", "--roi", "450", "578", "63", "191"), "--roi: ROI [450, 578, 63, 191]"),
+        (("--scan", "54", "--beamline", "nowhere"), "beamline: unknown beamline 'nowhere'"),
+    ],
+)
+def test_load_errors_are_one_line_and_write_nothing(tmp_path, args, words):
+    base = ("--beamline", "aps-34idc", "--spec", SCAN54 / "example.spec")
+    code, output = _run("load", SCAN54 / "frames", *base, *args, "--out", tmp_path / "s.zarr")
+    assert code == 2
+    assert words in _error_line(output)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_beamlines_lists_the_presets():
+    code, output = _run("beamlines")
+    assert code == 0, output
+    for words in ("aps-34idc", "esrf-id01", "petra-p10", "Theta y+", "34idcTIM2 512x512 55 um"):
+        assert words in output, words

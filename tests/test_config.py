@@ -103,3 +103,32 @@ def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
 def test_shipped_workflows_validate(name):
     spec = load_sweep(REPO / "workflows" / f"{name}.yaml")
     assert spec.name == name
+
+
+def test_store_and_dataset_paths_resolve_from_the_spec_files_folder(tmp_path, monkeypatch):
+    import yaml
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    dataset = {"path": "frames", "spec": "scan.spec", "dark": "dark.tif", "scan": 54}
+    dataset["geometry"] = {"beamline": "presets/mine.yaml", "energy_kev": 9.0}
+    spec = {"name": "x", "store": "out/s.zarr", "datasets": {"a": dataset}}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder: paths do not depend on it
+    loaded = load_sweep(folder.relative_to(tmp_path) / "spec.yaml")
+    base = folder.resolve()
+    assert loaded.store == base / "out" / "s.zarr"
+    a = loaded.datasets["a"]
+    assert (a.path, a.spec, a.dark, a.flat) == (
+        base / "frames",
+        base / "scan.spec",
+        base / "dark.tif",
+        None,
+    )
+    assert a.geometry == {"beamline": str(base / "presets" / "mine.yaml"), "energy_kev": 9.0}
+    spec["store"] = str(tmp_path / "elsewhere.zarr")
+    spec["datasets"]["a"]["geometry"]["beamline"] = "aps-34idc"  # a packaged preset's name
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    loaded = load_sweep(folder / "spec.yaml")
+    assert loaded.store == tmp_path / "elsewhere.zarr"
+    assert loaded.datasets["a"].geometry["beamline"] == "aps-34idc"

@@ -29,11 +29,51 @@ class StoredDataset(Frozen):
 
 
 class ArrayDataset(Frozen):
-    """A dataset read from a .npy or .npz file with the geometry given beside it."""
+    """A measured dataset read from files as `dyncdi load` reads them: a .npy/.npz array, a
+    CXI/NeXus/HDF5 file, a folder of TIFF frames, a BLISS file or an Eiger master (`path`),
+    with a spec or .fio scan file (`spec`, `scan`) through a beamline preset
+    (`geometry.beamline`); corrected, checked, centred and cropped like `dyncdi load` does.
+    `geometry` holds GeometryConfig fields that override the files' values (together they
+    must give a complete geometry). Relative paths are taken from the sweep file's folder."""
 
     path: Path
-    geometry: GeometryConfig
-    key: str | None = Field(None, description="array name inside a .npz file")
+    geometry: dict[str, Any] = Field(
+        default_factory=dict, description="GeometryConfig fields; override the files' values"
+    )
+    key: str | None = Field(None, description="array (.npz) or dataset (HDF5) of the intensities")
+    spec: Path | None = Field(None, description="scan file: spec (34-ID-C) or .fio (P10)")
+    scan: int | None = Field(None, description="scan number (spec #S N, BLISS entry N.1)")
+    dark: Path | None = Field(None, description="full-chip dark field (needs a beamline)")
+    flat: Path | None = Field(None, description="full-chip flat field (needs a beamline)")
+    threshold: float | None = Field(None, ge=0, description="corrected counts below it set to 0")
+    bin: int = Field(1, ge=1, description="detector pixels binned bin x bin")
+    shape: tuple[int, int, int] | None = Field(
+        None, description="stored shape: crop or pad around the peak (FFT-friendly sizes)"
+    )
+    saturation: float | None = Field(None, gt=0, description="counts at which a pixel is lost")
+
+    @field_validator("geometry")
+    @classmethod
+    def _geometry_keys(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(GeometryConfig.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown key {', '.join(unknown)} (check its spelling or remove it); "
+                f"GeometryConfig fields: {', '.join(GeometryConfig.model_fields)}"
+            )
+        return value
+
+    def resolved(self, base: Path) -> ArrayDataset:
+        """The same dataset with its relative paths taken from the folder base."""
+        update = {
+            name: base / getattr(self, name)
+            for name in ("path", "spec", "dark", "flat")
+            if getattr(self, name) is not None
+        }
+        beamline = self.geometry.get("beamline")
+        if isinstance(beamline, str) and beamline.endswith((".yaml", ".yml")):
+            update["geometry"] = {**self.geometry, "beamline": str(base / beamline)}
+        return self.model_copy(update=update)
 
 
 DatasetSpec = SimulatedDataset | StoredDataset | ArrayDataset
@@ -179,7 +219,8 @@ class SweepSpec(Frozen):
 
 
 def load_sweep(path: Path, overrides: tuple[tuple[str, Any], ...] = ()) -> SweepSpec:
-    """Read and validate a sweep YAML file; relative paths are taken from the file's folder.
+    """Read and validate a sweep YAML file; relative paths (the store, the datasets' files)
+    are taken from the file's folder.
 
     overrides: (dotted key, value) pairs set in the file's mapping before it is validated
     (`dyncdi sweep --set base.lr_phase=1e-3`), so they are checked like the file itself.
@@ -192,10 +233,10 @@ def load_sweep(path: Path, overrides: tuple[tuple[str, Any], ...] = ()) -> Sweep
     spec = validate(SweepSpec, data, source)
     base = path.resolve().parent
     datasets = {
-        name: (d.model_copy(update={"path": base / d.path}) if isinstance(d, ArrayDataset) else d)
+        name: (d.resolved(base) if isinstance(d, ArrayDataset) else d)
         for name, d in spec.datasets.items()
     }
-    store = spec.store if spec.store.is_absolute() else Path.cwd() / spec.store
+    store = base / spec.store
     return spec.model_copy(update={"datasets": datasets, "store": store})
 
 

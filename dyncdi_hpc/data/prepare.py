@@ -26,6 +26,7 @@ GEOMETRY_FIELDS = (
     "detector_distance_m",
     "polarisation",
 )
+ROCKING_STEP_SPREAD = 0.01  # rocking steps may vary by 1% of their mean (motor readback)
 EDGE_FRACTION = 8  # the peak must lie at least N // 8 (and 4) voxels from each edge
 ROCKING_TAIL = 0.1  # first and last frames must hold less than this of the brightest frame
 
@@ -47,74 +48,120 @@ class Record:
             warnings.warn(message, LoadWarning, stacklevel=3)
 
 
-def resolve_geometry(raw: RawScan, yaml_path: Path | None, explicit: dict, record: Record) -> dict:
-    """Geometry fields from explicit values, else the file, else the YAML; checks the shape."""
-    from_yaml: dict = {}
-    if yaml_path is not None:
-        from_yaml = read_yaml(yaml_path, "--geometry")
-        unknown = sorted(set(from_yaml) - set(GeometryConfig.model_fields))
-        if unknown:
-            raise DyncdiError(
-                f"{yaml_path}: {', '.join(unknown)}",
-                "unknown key (check its spelling or remove it)",
-                f"use GeometryConfig fields: {', '.join(GeometryConfig.model_fields)}",
-            )
-        if "shape" in from_yaml and tuple(from_yaml["shape"]) != raw.intensity.shape:
-            raise DyncdiError(
-                "geometry.shape",
-                f"the geometry says {list(from_yaml['shape'])} but the data have shape "
-                f"{list(raw.intensity.shape)} (rocking angles, rows, columns)",
-                "fix geometry.shape (or remove it: the data's shape is used)",
-            )
-    meta = dict(raw.metadata)
-    angles = meta.pop("rocking_angles_deg", None)
-    if angles is not None:
-        if angles.size != raw.intensity.shape[0]:
-            raise DyncdiError(
-                "rocking_angle",
-                f"the file has {angles.size} rocking angles but {raw.intensity.shape[0]} frames",
-                "give one rocking angle per frame",
-            )
-        steps = np.diff(angles)
-        if steps.size and np.ptp(steps) > 0.01 * np.abs(steps).mean():
-            raise DyncdiError(
-                "rocking_angle",
-                f"rocking steps vary from {steps.min():.4g} to {steps.max():.4g} deg",
-                "interpolate onto even steps before loading",
-            )
-        if steps.size:
-            meta["rocking_step_deg"] = tidy(float(np.abs(steps.mean())))
-            meta["rocking_descending"] = bool(steps.mean() < 0)
+def geometry_fields(data: dict, where: str) -> dict:
+    """GeometryConfig fields given as data (a --geometry YAML, a sweep dataset's geometry);
+    unknown keys are a DyncdiError naming them and `where`."""
+    unknown = sorted(set(data) - set(GeometryConfig.model_fields))
+    if unknown:
+        raise DyncdiError(
+            f"{where}: {', '.join(unknown)}",
+            "unknown key (check its spelling or remove it)",
+            f"use GeometryConfig fields: {', '.join(GeometryConfig.model_fields)}",
+        )
+    if "binning" in data:
+        raise DyncdiError(
+            f"{where}: binning", "the loader sets it from --bin", "give --bin N (or bin: N)"
+        )
+    return dict(data)
+
+
+def read_geometry_yaml(path: Path) -> dict:
+    """The GeometryConfig fields of a --geometry YAML file (see geometry_fields)."""
+    return geometry_fields(read_yaml(path, "--geometry"), str(path))
+
+
+def resolve_geometry(
+    raw: RawScan, from_yaml: dict, explicit: dict, record: Record, preset=None
+) -> tuple[dict, dict]:
+    """Geometry values and their origins ("flag", "yaml", "file", "preset", "default"): a flag
+    wins, then the YAML (or a sweep dataset's geometry), then the scan's files, then the
+    beamline preset, then a default. Checks the YAML's shape against the data's.
+
+    Returns (values, sources): values holds GEOMETRY_FIELDS and FRAME_FIELDS (None where the
+    preset's detector gives the pixel size) and `_descending` (the rocking motor decreases).
+    """
+    if "shape" in from_yaml and tuple(from_yaml["shape"]) != raw.intensity.shape:
+        raise DyncdiError(
+            "geometry.shape",
+            f"the geometry says {list(from_yaml['shape'])} but the data have shape "
+            f"{list(raw.intensity.shape)} (rocking angles, rows, columns)",
+            "fix geometry.shape (or remove it: the data's shape is used)",
+        )
+    found = _found_in_files(raw)
     values, sources = {}, {}
-    for name in GEOMETRY_FIELDS:
-        for origin, table in (("flag", explicit), ("file", meta), ("yaml", from_yaml)):
+    for name in (*GEOMETRY_FIELDS, *FRAME_FIELDS):
+        for origin, table in (("flag", explicit), ("yaml", from_yaml), ("file", found)):
             if table.get(name) is not None:
                 values[name], sources[name] = table[name], origin
                 break
-        if sources.get(name) == "file" and name in from_yaml:
-            if _differs(from_yaml[name], values[name]):
+        if sources.get(name) == "yaml" and found.get(name) is not None:
+            if _differs(found[name], values[name]):
                 record.note(
                     "geometry",
-                    f"geometry.{name}: the file says {values[name]!r}, the YAML says "
-                    f"{from_yaml[name]!r}; the file's value is used (a flag overrides both)",
+                    f"geometry.{name}: the files say {found[name]!r}, the YAML says "
+                    f"{values[name]!r}; the YAML's value is used (a flag overrides both)",
                 )
-    for name, default in (("material", "Au"), ("hkl", (1, 1, 1)), ("polarisation", "sigma")):
-        if name not in values:
-            values[name], sources[name] = default, "default"
-            if name != "polarisation":
-                record.note("geometry", f"geometry.{name} not given; assuming {default!r}")
+    _defaults(values, sources, record, preset)
     missing = [n for n in GEOMETRY_FIELDS if n not in values]
     if missing:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
         raise DyncdiError(
             "geometry",
-            f"{', '.join(missing)} not found in the file",
-            f"give {flags}, or the fields in --geometry YAML",
+            f"{', '.join(missing)} not found in the files",
+            f"give {flags}, or the fields in --geometry YAML (a sweep dataset's geometry)",
         )
     values["hkl"] = tuple(int(v) for v in values["hkl"])
     record.choices.append({"step": "geometry", "sources": sources})
-    values["_descending"] = meta.get("rocking_descending", False)
-    return values
+    values["_descending"] = found.get("rocking_descending", False)
+    return values, sources
+
+
+FRAME_FIELDS = ("beamline", "detector", "rocking_motor", "centre_channel", "roi")
+
+
+def _found_in_files(raw: RawScan) -> dict:
+    """The geometry values a scan's files hold, the rocking step from its per-frame angles."""
+    found = {**raw.metadata, "detector": raw.detector, "roi": raw.roi}
+    found["rocking_motor"] = raw.rocking_motor
+    angles = raw.rocking_deg
+    if angles is None:
+        return found
+    if angles.size != raw.intensity.shape[0]:
+        raise DyncdiError(
+            "rocking_angle",
+            f"the files have {angles.size} rocking angles but {raw.intensity.shape[0]} frames",
+            "give one rocking angle per frame",
+        )
+    steps = np.diff(angles)
+    if steps.size and np.ptp(steps) > ROCKING_STEP_SPREAD * np.abs(steps).mean():
+        raise DyncdiError(
+            "rocking_angle",
+            f"rocking steps vary from {steps.min():.4g} to {steps.max():.4g} deg",
+            "interpolate onto even steps before loading",
+        )
+    if steps.size:
+        found["rocking_step_deg"] = tidy(float(np.abs(steps.mean())))
+        found["rocking_descending"] = bool(steps.mean() < 0)
+    return found
+
+
+def _defaults(values: dict, sources: dict, record: Record, preset) -> None:
+    """Fill what nothing gave: the preset's detector, centre channel and pixel size, then
+    the material, reflection and polarisation defaults."""
+    if preset is not None:
+        detector = preset.detector(values.get("detector"))
+        if "detector" not in values:
+            values["detector"], sources["detector"] = preset.default_detector, "preset"
+        if "centre_channel" not in values:
+            values["centre_channel"] = tuple(detector.centre_channel)
+            sources["centre_channel"] = "preset"
+        if "pixel_size_um" not in values:
+            values["pixel_size_um"], sources["pixel_size_um"] = None, "preset"
+    for name, default in (("material", "Au"), ("hkl", (1, 1, 1)), ("polarisation", "sigma")):
+        if name not in values:
+            values[name], sources[name] = default, "default"
+            if name != "polarisation":
+                record.note("geometry", f"geometry.{name} not given; assuming {default!r}")
 
 
 def _differs(a, b) -> bool:

@@ -22,8 +22,26 @@ def check_intensity(
         )
     if mask is not None and mask.shape != intensity.shape:
         raise DyncdiError(
-            field, f"mask shape {list(mask.shape)} != intensity shape {list(intensity.shape)}"
+            field,
+            f"mask shape {list(mask.shape)} != intensity shape {list(intensity.shape)}",
+            "give a mask of the intensities' shape",
         )
+    valid = check_values(intensity, field, mask)
+    frames = np.where(valid, intensity, 0.0).sum(axis=(1, 2))
+    brightest = int(np.argmax(frames))
+    if intensity.shape[0] > 2 and brightest in (0, intensity.shape[0] - 1):
+        edge = "first" if brightest == 0 else "last"
+        raise DyncdiError(
+            field,
+            f"the rocking scan misses the Bragg peak: its brightest frame is the {edge} of "
+            f"{intensity.shape[0]}",
+            "centre the rocking range on the peak (crop or re-measure), or check the frame order",
+        )
+
+
+def check_values(intensity: np.ndarray, field: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """Raise a DyncdiError for NaN/inf or negative values outside the mask, or no counts at
+    all; returns the unmasked voxels (True = valid), any shape."""
     valid = np.ones(intensity.shape, bool) if mask is None else ~mask
     n_bad = int(np.count_nonzero(~np.isfinite(intensity) & valid))
     if n_bad:
@@ -41,13 +59,4 @@ def check_intensity(
         )
     if not np.any(intensity[valid] > 0):
         raise DyncdiError(field, "all intensities are zero", "check the file")
-    frames = np.where(valid, intensity, 0.0).sum(axis=(1, 2))
-    brightest = int(np.argmax(frames))
-    if intensity.shape[0] > 2 and brightest in (0, intensity.shape[0] - 1):
-        edge = "first" if brightest == 0 else "last"
-        raise DyncdiError(
-            field,
-            f"the rocking scan misses the Bragg peak: its brightest frame is the {edge} of "
-            f"{intensity.shape[0]}",
-            "centre the rocking range on the peak (crop or re-measure), or check the frame order",
-        )
+    return valid

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 from distributed import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -39,6 +40,13 @@ from ..store.zarr_store import Store
 from ..sweep import Plan, expand, plan
 from ..task import run_task
 from .cluster import start_cluster
+from .footprint import (
+    Footprint,
+    check_driver_room,
+    check_fits,
+    task_footprint,
+    worker_memory,
+)
 from .profiles import ClusterProfile, load_profile
 
 # how often a driver looks at tasks another driver holds (s)
@@ -135,12 +143,17 @@ def _close(client) -> None:
 
 
 def plan_sweep(
-    spec: SweepSpec, store_path: Path, retry_failed: bool = False, write: bool = True
+    spec: SweepSpec,
+    store_path: Path,
+    retry_failed: bool = False,
+    write: bool = True,
+    profile: ClusterProfile | None = None,
 ) -> tuple[Store | None, Plan]:
     """Resolve and validate every dataset and multi set (inputs.resolve), split the tasks by
-    what is done, and with write=True check the free space (space.check_room) and write the
-    inputs the store lacks (a multi set's simulated datasets too). With write=False nothing
-    is simulated or written."""
+    what is done, and with write=True check the free space (space.check_room), that every
+    task fits a worker of `profile` and every simulation the driver (footprint.py), then
+    write the inputs the store lacks (a multi set's simulated datasets too). With
+    write=False nothing is simulated or written."""
     store_path = Path(store_path)
     existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
@@ -150,6 +163,12 @@ def plan_sweep(
         return existing, the_plan
     Store.check_writable(store_path)
     check_room(store_path, store_estimate(resolved, the_plan)["total"])
+    if profile is not None:
+        check_fits(task_footprints(resolved, the_plan), *worker_memory(profile))
+    check_driver_room(
+        {n: r.geometry.shape for n, r in resolved.items() if r.source != "store"},
+        psutil.virtual_memory().available,
+    )
     groups = inputs.build(spec, resolved, existing)
     store = Store.create(store_path)
     inputs.write(store, groups)
@@ -158,14 +177,29 @@ def plan_sweep(
 
 def preview(
     spec: SweepSpec, store_path: Path, retry_failed: bool = False
-) -> tuple[Plan, dict[str, int], int]:
+) -> tuple[Plan, dict[str, int], int, dict[str, tuple[tuple[int, ...], Footprint]]]:
     """What a run would do, without writing anything: the plan, the bytes it would write
-    (store_estimate) and the free bytes where the store is (or would be)."""
+    (store_estimate), the free bytes where the store is (or would be) and each dataset's
+    largest task footprint (memory, time)."""
     store_path = Path(store_path)
     existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
     the_plan = plan(expand(spec, inputs.fingerprints(resolved)), existing, retry_failed)
-    return the_plan, store_estimate(resolved, the_plan), free_bytes(store_path)
+    estimate = store_estimate(resolved, the_plan)
+    return the_plan, estimate, free_bytes(store_path), task_footprints(resolved, the_plan)
+
+
+def task_footprints(
+    resolved: dict[str, inputs.ResolvedInput], the_plan: Plan
+) -> dict[str, tuple[tuple[int, ...], Footprint]]:
+    """Dataset -> (its grid, the largest footprint of its tasks), over the whole sweep."""
+    out: dict[str, tuple[tuple[int, ...], Footprint]] = {}
+    for t in the_plan.tasks:
+        shape = resolved[t.dataset].geometry.shape
+        fp = task_footprint(shape, t.params)
+        if t.dataset not in out or fp.bytes > out[t.dataset][1].bytes:
+            out[t.dataset] = (shape, fp)
+    return out
 
 
 def store_estimate(resolved: dict[str, inputs.ResolvedInput], the_plan: Plan) -> dict[str, int]:
@@ -275,7 +309,7 @@ def run_sweep(
     generation by generation, and every multi set whose inputs and merged members are the same."""
     console = console or Console(stderr=True)
     profile = load_profile(cluster, overrides)
-    store, the_plan = plan_sweep(spec, store_path, retry_failed)
+    store, the_plan = plan_sweep(spec, store_path, retry_failed, profile=profile)
     assert store is not None
     run = _Run(spec, store, profile, console, SweepOutcome(store=store.path, total=0, skipped=0))
     leases = Leases(store.path)

@@ -106,16 +106,19 @@ def test_every_format_loads_into_identical_stores(counts, tmp_path):
     assert m.geometry == G.build()
 
 
-def test_flags_override_the_file_and_the_file_overrides_the_yaml(counts, tmp_path):
+def test_flags_override_the_yaml_and_the_yaml_overrides_the_file(counts, tmp_path):
     cxi = _write_cxi(tmp_path / "scan.cxi", counts)
-    yml = _geometry_yaml(tmp_path / "g.yaml", energy_kev=8.0)
+    yml = tmp_path / "g.yaml"
+    yml.write_text(yaml.safe_dump({"energy_kev": 8.0, "detector_distance_m": 2.0}))
     ds, warned = _load(cxi, geometry_yaml=yml, explicit={"detector_distance_m": 1.5})
-    assert ds.attrs["geometry"]["energy_kev"] == pytest.approx(9.0)
+    assert ds.attrs["geometry"]["energy_kev"] == pytest.approx(8.0)
     assert ds.attrs["geometry"]["detector_distance_m"] == 1.5
-    assert any("energy_kev" in w and "file's value" in w for w in warned)
-    sources = ds.attrs["provenance"]["load"]["choices"][-1]["sources"]
-    assert sources["energy_kev"] == "file"
+    assert any("energy_kev" in w and "the YAML's value is used" in w for w in warned)
+    sources = ds.attrs["provenance"]["load"]["sources"]
+    assert sources["energy_kev"] == "yaml"
     assert sources["detector_distance_m"] == "flag"
+    assert sources["pixel_size_um"] == "file"
+    assert sources["polarisation"] == "default"
 
 
 def test_bad_values_are_errors_naming_the_field_and_the_fix(counts, tmp_path):
@@ -212,10 +215,90 @@ def test_binning_sums_pixels_and_scales_the_pixel_size(counts, tmp_path):
     assert ds.attrs["provenance"]["load"]["bin"] == 2
 
 
-def test_a_strained_crystal_is_recentred_on_its_brightest_voxel(tmp_path):
+def test_a_peak_near_the_centre_is_kept_and_one_further_off_is_recentred(tmp_path):
     strained = simulate(sim_config(noise=True), G.build()).intensity  # maximum at (17, 16, 17)
     np.save(tmp_path / "scan.npy", strained)
     ds, warned = _load(tmp_path / "scan.npy", explicit=FLAGS)
-    np.testing.assert_array_equal(ds["intensity"].values, strained[2:, :, 2:])
+    np.testing.assert_array_equal(ds["intensity"].values, strained)  # within 2 voxels: kept
     assert ds.attrs["provenance"]["load"]["peak_before_crop"] == [17, 16, 17]
-    assert any("[32, 32, 32] -> [30, 32, 30]" in w for w in warned)
+    assert warned == []
+    off = np.zeros((32, 40, 32), np.float32)
+    off[:, 8:40] = strained  # the peak 4 rows from the centre: re-centred on its brightest voxel
+    np.save(tmp_path / "off.npy", off)
+    ds, warned = _load(tmp_path / "off.npy", explicit=FLAGS)
+    np.testing.assert_array_equal(ds["intensity"].values, strained[2:, :, 2:])
+    assert ds.attrs["provenance"]["load"]["peak_before_crop"] == [17, 24, 17]
+    assert any("[32, 40, 32] -> [30, 32, 30]" in w for w in warned)
+
+
+def test_nexus_transformations_give_the_motors_of_a_preset(tmp_path):
+    from tests.data.beamline_files import (
+        BRAGG_DEG,
+        SHAPE,
+        STEP_DEG,
+        assert_measured_steps,
+        peak_frames,
+    )
+
+    theta = BRAGG_DEG + STEP_DEG * (np.arange(SHAPE[0]) - SHAPE[0] // 2)
+    path = tmp_path / "scan.nxs"
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        data = entry.create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="counts")
+        data["counts"] = peak_frames((20, 32, 32))
+        entry["instrument/source/energy"] = 9.0
+        entry["instrument/source/energy"].attrs["units"] = "keV"
+        entry["instrument/detector/distance"] = 0.5
+        rotations = {
+            "sample/transformations": {"Theta": theta, "Chi": 0.0, "Phi": 0.0},
+            "instrument/detector/transformations": {"Delta": np.radians(2 * BRAGG_DEG)},
+        }
+        for where, angles in rotations.items():
+            group = entry.create_group(where)
+            group.attrs["NX_class"] = "NXtransformations"
+            for name, value in angles.items():
+                group[name] = value
+                group[name].attrs.update(
+                    transformation_type="rotation", units="rad" if name == "Delta" else "deg"
+                )
+        gamma = entry.create_group("instrument/gamma")
+        gamma.attrs["NX_class"] = "NXpositioner"
+        gamma["value"] = 0.0
+    roi = (300, 364, 300, 364)
+    ds, _ = _load(path, explicit={"beamline": "aps-34idc", "roi": roi})
+    g = ds.attrs["geometry"]
+    motors = {"Theta": BRAGG_DEG, "Chi": 0.0, "Phi": 0.0, "Delta": 2 * BRAGG_DEG, "Gamma": 0.0}
+    assert g["motors"] == pytest.approx(motors)
+    assert g["rocking_motor"] == "Theta" and g["energy_kev"] == 9.0
+    assert ds.attrs["source"]["format"] == "nexus"
+    assert_measured_steps(
+        g,
+        detector_distance_m=0.5,
+        beamline="aps-34idc",
+        motors=motors,
+        rocking_motor="Theta",
+        roi=roi,
+    )
+    load = ds.attrs["provenance"]["load"]
+    assert load["found"]["rocking"] == "/entry/sample/transformations/Theta"
+    assert load["sources"]["rocking_step_deg"] == "file"
+    # without a preset the motors are noted and the geometry is the idealised one
+    flags = {"pixel_size_um": 55.0, "material": "Au", "hkl": (1, 1, 1)}
+    ds, warned = _load(path, explicit=flags)
+    assert "q_basis_lab" not in ds.attrs["geometry"] and warned == []
+    assert any(
+        "not used without a beamline" in c.get("message", "")
+        for c in ds.attrs["provenance"]["load"]["choices"]
+    )
+    with pytest.raises(DyncdiError, match=r"--roi: roi describe a measured geometry"):
+        load_scan(path, explicit={**flags, "roi": roi})
+
+
+def test_dark_and_threshold_need_a_beamline(counts, tmp_path):
+    np.save(tmp_path / "scan.npy", counts)
+    with pytest.raises(DyncdiError, match=r"--dark: detector corrections need the detector's chip"):
+        load_scan(tmp_path / "scan.npy", explicit=FLAGS, dark=tmp_path / "scan.npy")
+    with pytest.raises(DyncdiError, match=r"--threshold: needs a beamline preset"):
+        load_scan(tmp_path / "scan.npy", explicit=FLAGS, threshold=2)
