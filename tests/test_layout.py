@@ -35,6 +35,7 @@ RANKS = {
     "schedule": 8,
     "cli": 9,
     "__init__": 10,
+    "__main__": 10,
 }
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80

@@ -3,6 +3,11 @@
 The object is psi = S exp(i phi) with phi = -h.u = -|h| u_z (z along h; physics/geometry.py
 fixes the sign, physics/frames.py the axes), so the displacement along h is
 u_z = -phi / |h| (nm) and the strain along h is eps_zz = d u_z / d z = -(d phi / d z) / |h|.
+For a measured scan h is the measured Q at the Bragg peak and z the crystal frame's z along
+it (Geometry.h_nm is the measured |Q|, Geometry.real_basis is given in the crystal frame), so
+the strain is relative to the lattice spacing 2 pi / |Q| the scan measured
+(Geometry.lattice_strain is that spacing against the material's). strain_along_q and
+displacement_along_q take these from the geometry.
 Derivatives are taken of exp(i phi), as the angle of
 the product of neighbouring unit phasors, never of the wrapped phase itself: a phase that
 wraps across pi gives no artefact. The functions work on any grid whose steps are given as
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from skimage.restoration import unwrap_phase
+
+from ..physics.geometry import Geometry
 
 
 def axis_derivatives(obj: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,3 +90,15 @@ def displacement_along_h(phase: np.ndarray, support: np.ndarray, h_nm: float) ->
     u = -unwrapped / h_nm
     u = u - u[support].mean()
     return np.where(support, u, np.nan)
+
+
+def strain_along_q(obj: np.ndarray, support: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Strain along the scattering vector (dimensionless) of a conjugate-grid object
+    (N0, N1, N2): d u / d z_crystal through Geometry.real_basis, with its |Q|; NaN outside."""
+    return strain_along_h(obj, support, geometry.real_basis, geometry.h_nm)
+
+
+def displacement_along_q(phase: np.ndarray, support: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Displacement along the scattering vector (nm): -unwrapped phase / |Q|, zero mean inside
+    the support, NaN outside (displacement_along_h with the geometry's |Q|)."""
+    return displacement_along_h(phase, support, geometry.h_nm)

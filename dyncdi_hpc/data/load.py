@@ -133,7 +133,7 @@ def load_input(
     if descending:
         data, mask = data[::-1], mask[::-1]
         record.note("rocking", "rocking angles decrease: frames reversed", warn=False)
-    check_counts(data, mask, record)
+    check_counts(data, mask, record, flat_fielded=options.flat is not None)
     if options.bin_factor > 1:
         data, mask = bin_detector(data, mask, options.bin_factor, record)
     if mask.all():

@@ -232,8 +232,11 @@ def mask_invalid(raw: RawScan, saturation: float | None, record: Record) -> np.n
     return mask
 
 
-def check_counts(data: np.ndarray, mask: np.ndarray, record: Record) -> None:
-    """Refuse negative counts outside the mask; note counts that are not integers."""
+def check_counts(
+    data: np.ndarray, mask: np.ndarray, record: Record, flat_fielded: bool = False
+) -> None:
+    """Refuse negative counts outside the mask; note counts that are not integers (a warning
+    unless a flat field made them so)."""
     valid = data[~mask]
     negative = int(np.count_nonzero(valid < 0))
     if negative:
@@ -243,7 +246,14 @@ def check_counts(data: np.ndarray, mask: np.ndarray, record: Record) -> None:
             "subtract the background without going below zero, or mark those pixels in the "
             "file's mask",
         )
-    if valid.size and np.any(np.abs(valid - np.round(valid)) > 1e-6):
+    if flat_fielded:
+        record.note(
+            "counts",
+            "counts divided by the flat field are not integers; kept as they are (the Poisson "
+            "loss stays a good model: the pixel sensitivities are near 1)",
+            warn=False,
+        )
+    elif valid.size and np.any(np.abs(valid - np.round(valid)) > 1e-6):
         record.note(
             "counts",
             "counts are not integers (normalised or corrected data?); kept as they are: the "

@@ -132,3 +132,22 @@ def test_check_reflections_rejects_inconsistent_sets_by_field():
     with pytest.raises(DyncdiError) as err:
         check_reflections((good, good))
     assert err.value.field == "reflections[1].hkl"
+
+
+def test_the_plans_resample_a_measured_scan_into_the_lab_frame_like_to_frame():
+    from dyncdi_hpc.analysis.frames import to_frame
+    from dyncdi_hpc.physics.frames import frame_to_crystal
+    from tests.analysis.test_frames_measured import scan54
+
+    geometry = scan54(32)
+    grid = sample_grid(geometry, frame="lab")
+    rng = np.random.default_rng(2)
+    volume = rng.normal(size=geometry.shape)
+    with jax.enable_x64(True):
+        plan = conjugate_to_sample_plan(geometry, grid, frame_to_crystal(geometry, "lab"))
+        got = np.asarray(resample(jnp.asarray(volume), plan))
+    want = to_frame(volume, geometry, "lab", grid=grid).values
+    # scipy treats the half voxel beyond the last sample differently: compare inside
+    inside = to_frame(np.ones(geometry.shape), geometry, "lab", grid=grid).values > 1 - 1e-9
+    assert inside.sum() > 10_000
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-9)
