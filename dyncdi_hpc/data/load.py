@@ -325,18 +325,29 @@ def _centre(
 
 
 def _aliens(data: np.ndarray, mask: np.ndarray, corrections: dict, record: Record) -> np.ndarray:
+    """Mask aliens (corrections.mask_aliens) about the stored array's centre, where the peak
+    now is; suspects it did not mask are listed (a warning), for a person to look at."""
     from .corrections import mask_aliens
 
     centre = tuple(n // 2 for n in data.shape)
     new_mask, aliens = mask_aliens(data, mask, centre)
     corrections["aliens"] = aliens
-    if aliens:
+    masked = [a for a in aliens if a["masked"]]
+    suspects = [a for a in aliens if not a["masked"]]
+    if masked:
         added = int(new_mask.sum() - mask.sum())
         record.note(
             "aliens",
-            f"{len(aliens)} aliens (bright features without a Friedel partner) masked: "
+            f"{len(masked)} aliens (bright features without a Friedel partner) masked: "
             f"{added} voxels",
             voxels=added,
+        )
+    if suspects:
+        boxes = "; ".join(f"frames, rows, columns {a['bbox']}" for a in suspects[:3])
+        record.note(
+            "aliens",
+            f"{len(suspects)} suspected aliens left unmasked (one-sided but not compact): "
+            f"{boxes}; look at them in the report, mask them with a mask file if they are",
         )
     return new_mask
 
