@@ -87,7 +87,7 @@ def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed:
     from ..sweep import axis_values
 
     profile = load_profile(profile_name, overrides)
-    the_plan, estimate, free, footprints = preview(spec, store_path, retry_failed)
+    the_plan, estimate, free, footprints = preview(spec, store_path, retry_failed, profile)
     axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
     out.print(_sweep_table(the_plan, axes))
     out.print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from ..errors import DyncdiError
 from .base import Frozen, read_yaml, validate, without_extensions
@@ -76,7 +76,28 @@ class ArrayDataset(Frozen):
         return self.model_copy(update=update)
 
 
-DatasetSpec = SimulatedDataset | StoredDataset | ArrayDataset
+def _dataset_kind(value: Any) -> str:
+    """The kind of a dataset entry, told by its keys, so that an error inside one kind is not
+    also reported as the other kinds' missing fields."""
+    if isinstance(value, dict):
+        if "simulate" in value:
+            return "SimulatedDataset"
+        if "from_store" in value:
+            return "StoredDataset"
+        return "ArrayDataset"
+    return type(value).__name__
+
+
+DatasetSpec = Annotated[
+    Annotated[SimulatedDataset, Tag("SimulatedDataset")]
+    | Annotated[StoredDataset, Tag("StoredDataset")]
+    | Annotated[ArrayDataset, Tag("ArrayDataset")],
+    Discriminator(
+        _dataset_kind,
+        custom_error_type="dataset_kind",
+        custom_error_message="give simulate:, from_store: true or path:",
+    ),
+]
 
 
 class MergeRule(Frozen):
@@ -138,13 +159,24 @@ class Generations(Frozen):
         return value
 
 
+def _check_seeds(values: int | list[Any]) -> None:
+    """A seed count of at least 1, or a list of non-negative integer seeds."""
+    fix = "give a count of at least 1 (seed: 4) or a list of seeds >= 0 (seed: [0, 7])"
+    if isinstance(values, bool) or (isinstance(values, int) and values < 1):
+        raise DyncdiError("sweep.seed", f"{values!r} random starts would run nothing", fix)
+    if isinstance(values, list):
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise DyncdiError("sweep.seed", f"{bad[0]!r} is not a seed", fix)
+
+
 class SweepSpec(Frozen):
     """A whole sweep: datasets, base parameters, axes, store, cluster profile and merge rule."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     store: Path
     cluster: str = "local"
-    datasets: dict[str, Annotated[DatasetSpec, Field(union_mode="left_to_right")]]
+    datasets: dict[str, DatasetSpec]
     base: ReconParams = ReconParams()
     sweep: dict[str, int | list[Any]] = Field(default_factory=lambda: {"seed": 1})
     merge: MergeRule = MergeRule()
@@ -178,6 +210,8 @@ class SweepSpec(Frozen):
                 raise ValueError(f"sweep.{axis}: give a list of values (only seed takes a count)")
             if isinstance(values, list) and not values:
                 raise ValueError(f"sweep.{axis}: empty list")
+            if axis == "seed":
+                _check_seeds(values)
         for name in (
             self.sweep.get("dataset", []) if isinstance(self.sweep.get("dataset"), list) else []
         ):

@@ -161,6 +161,22 @@ def plan_sweep(
     the_plan = plan(tasks, existing, retry_failed)
     if not write:
         return existing, the_plan
+    check_plan(resolved, the_plan, store_path, profile)
+    groups = inputs.build(spec, resolved, existing)
+    store = Store.create(store_path)
+    inputs.write(store, groups)
+    return store, plan(tasks, store, retry_failed)
+
+
+def check_plan(
+    resolved: dict[str, inputs.ResolvedInput],
+    the_plan: Plan,
+    store_path: Path,
+    profile: ClusterProfile | None,
+) -> None:
+    """Refuse, before anything is written or submitted, a plan whose store cannot be written
+    or would not fit its disk (space.check_room), whose task cannot fit a worker of
+    `profile` or whose simulation cannot fit the driver (footprint.py)."""
     Store.check_writable(store_path)
     check_room(store_path, store_estimate(resolved, the_plan)["total"])
     if profile is not None:
@@ -169,22 +185,22 @@ def plan_sweep(
         {n: r.geometry.shape for n, r in resolved.items() if r.source != "store"},
         psutil.virtual_memory().available,
     )
-    groups = inputs.build(spec, resolved, existing)
-    store = Store.create(store_path)
-    inputs.write(store, groups)
-    return store, plan(tasks, store, retry_failed)
 
 
 def preview(
-    spec: SweepSpec, store_path: Path, retry_failed: bool = False
+    spec: SweepSpec,
+    store_path: Path,
+    retry_failed: bool = False,
+    profile: ClusterProfile | None = None,
 ) -> tuple[Plan, dict[str, int], int, dict[str, tuple[tuple[int, ...], Footprint]]]:
-    """What a run would do, without writing anything: the plan, the bytes it would write
-    (store_estimate), the free bytes where the store is (or would be) and each dataset's
-    largest task footprint (memory, time)."""
+    """What a run would do, without writing anything, refused as a run would be
+    (check_plan): the plan, the bytes it would write (store_estimate), the free bytes where
+    the store is (or would be) and each dataset's largest task footprint (memory, time)."""
     store_path = Path(store_path)
     existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
     the_plan = plan(expand(spec, inputs.fingerprints(resolved)), existing, retry_failed)
+    check_plan(resolved, the_plan, store_path, profile)
     estimate = store_estimate(resolved, the_plan)
     return the_plan, estimate, free_bytes(store_path), task_footprints(resolved, the_plan)
 

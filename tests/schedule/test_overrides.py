@@ -37,6 +37,13 @@ def test_a_spec_key_is_set_before_validation(spec):
         ("lr_phase=1e6", "for a reconstruction parameter write base.lr_phase"),
         ("recipe=10*ER", "for a reconstruction parameter write base.recipe"),
         ("local.n_wrokers=4", "--set local.n_wrokers: not a keyword of distributed.LocalCluster"),
+        ("sweep.seed=0", "sweep.seed: 0 random starts would run nothing"),
+        ("sweep.seed=-2", "sweep.seed: -2 random starts would run nothing"),
+        ("sweep.seed=[0,-1]", "sweep.seed: -1 is not a seed"),
+        (
+            "datasets.xtal.simulate.geometry.energy_kev=0",
+            "datasets.xtal.simulate.geometry.energy_kev: Input should be greater than 0",
+        ),
     ],
 )
 def test_a_key_that_does_not_apply_is_refused_in_one_line(spec, override, words):
@@ -45,6 +52,16 @@ def test_a_key_that_does_not_apply_is_refused_in_one_line(spec, override, words)
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], output
     assert not spec.with_name("s.zarr").exists()
+
+
+def test_one_mistake_in_a_dataset_is_one_error(spec):
+    """The dataset's kind is told by its keys: a bad simulate: value is not also reported as
+    the missing path: of a measured dataset or an unknown key of it."""
+    code, output = _run(
+        "sweep", spec, "--set", "datasets.xtal.simulate.geometry.energy_kev=0", "--dry-run"
+    )
+    assert code == 2
+    assert output.count(";") == 0 and "path" not in output and "unknown key" not in output, output
 
 
 def test_an_unknown_key_gets_the_same_message_on_every_profile(spec):
