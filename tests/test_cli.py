@@ -1,6 +1,7 @@
 """The command line: bad input gives one clear line and exit status 2 before anything runs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,38 @@ def test_beamlines_lists_the_presets():
     assert code == 0, output
     for words in ("aps-34idc", "esrf-id01", "petra-p10", "Theta y+", "34idcTIM2 512x512 55 um"):
         assert words in output, words
+
+
+def test_profiles_lists_the_shipped_profiles_with_their_kind():
+    code, output = _run("profiles")
+    assert code == 0, output
+    kinds = {line.split()[0]: line.split()[1] for line in output.splitlines()}
+    assert kinds["local"] == "local" and kinds["slurm-cpu"] == kinds["slurm-gpu"] == "slurm"
+
+
+def test_config_show_prints_the_profile_after_environment_and_set(monkeypatch):
+    monkeypatch.setenv("DASK_DYNCDI__CLUSTER__LOCAL__N_WORKERS", "3")
+    code, output = _run("config", "show", "--set", "local.threads_per_worker=1")
+    assert code == 0, output
+    shown = yaml.safe_load(output)["dyncdi"]["cluster"]
+    assert shown["kind"] == "local"
+    assert shown["local"]["n_workers"] == 3 and shown["local"]["threads_per_worker"] == 1
+    code, output = _run("config", "show", "--cluster", "slurm-cpu", "--set", "slurm.memory=3GB")
+    assert code == 0, output
+    assert yaml.safe_load(output.split("# job script")[0])["jobqueue"]["slurm-cpu"]["memory"] == (
+        "3GB"
+    )
+    assert "#SBATCH" in output
+    code, output = _run("config", "show", "--set", "local.n_wrokers=4")
+    assert code == 2 and "not a keyword of distributed.LocalCluster" in _error_line(output)
+
+
+def test_shell_completion_script_as_the_readme_says():
+    env = {**os.environ, "_DYNCDI_COMPLETE": "bash_source"}
+    run = subprocess.run(
+        [sys.executable, "-m", "dyncdi_hpc"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert "_dyncdi_completion()" in run.stdout and "complete " in run.stdout
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "_DYNCDI_COMPLETE=bash_source dyncdi" in readme

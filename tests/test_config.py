@@ -99,10 +99,21 @@ def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["demo", "thick-crystal", "sizes"])
+@pytest.mark.parametrize("name", ["demo", "thick-crystal", "sizes", "aps34idc-au111"])
 def test_shipped_workflows_validate(name):
     spec = load_sweep(REPO / "workflows" / f"{name}.yaml")
     assert spec.name == name
+
+
+def test_shipped_simulate_config_is_the_demos_dataset():
+    import yaml
+
+    from dyncdi_hpc.config import SimulateConfig
+
+    config = SimulateConfig(
+        **yaml.safe_load((REPO / "workflows" / "simulate-au111.yaml").read_text())
+    )
+    assert config == load_sweep(REPO / "workflows" / "demo.yaml").datasets["au111"].simulate
 
 
 def test_store_and_dataset_paths_resolve_from_the_spec_files_folder(tmp_path, monkeypatch):
