@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.extent import support_extent_nm
+from ..analysis.noise import poisson_floor
 from ..analysis.prtf import prtf
 from ..analysis.strain import displacement_along_h, strain_along_h
 from ..analysis.uncertainty import Spread, bootstrap_spread, ensemble_spread
@@ -343,6 +345,12 @@ def merge_group(
             "geometry": m.geometry.to_attrs(),
             "vs_truth": merged.vs_truth,
             "resolution": _resolution(transfer),
+            # what the members' final Fourier errors compare with (issue #15)
+            "fourier_error_floor": poisson_floor(m.intensity, m.mask),
+            "extent_nm": {
+                **support_extent_nm(merged.support, m.geometry.real_basis_lab),
+                "frame": "lab",
+            },
             "provenance": provenance(),
         },
     )

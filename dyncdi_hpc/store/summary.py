@@ -67,9 +67,17 @@ def truth_phase_rms(attrs: dict) -> float | None:
 
 
 def merged_line(key: str, attrs: dict) -> str:
-    """'merged/<key>: n of m results[, phase RMS vs truth x rad]'."""
+    """'merged/<key>: n of m results[, phase RMS vs truth x rad][; error floor (Poisson) f]
+    [; extent x x y x z nm (lab x, y, z)]'; a group merged before floor and extent were
+    recorded shows neither."""
     rms = truth_phase_rms(attrs)
     extra = f", phase RMS vs truth {rms:.3f} rad" if rms is not None else ""
+    if "fourier_error_floor" in attrs:
+        extra += f"; error floor (Poisson) {attrs['fourier_error_floor']:.3g}"
+    extent = attrs.get("extent_nm")
+    if extent:
+        sizes = " x ".join(f"{extent[a]:.0f}" for a in ("x", "y", "z"))
+        extra += f"; extent {sizes} nm ({extent.get('frame', 'lab')} x, y, z)"
     return f"merged/{key}: {len(attrs['members'])} of {attrs['candidates']} results{extra}"
 
 
