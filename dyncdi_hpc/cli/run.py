@@ -79,7 +79,9 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
 
 
 def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed: bool) -> None:
-    """Print the task table, the store's size estimate and the job script; submit nothing."""
+    """Print the task table, the store's size estimate and the job script; submit nothing.
+    A plan that a run would refuse (no room, a task larger than a worker) ends in that
+    error line and exit status 2."""
     from ..schedule.footprint import gigabytes
     from ..schedule.profiles import load_profile
     from ..schedule.run import preview
@@ -87,7 +89,8 @@ def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed:
     from ..sweep import axis_values
 
     profile = load_profile(profile_name, overrides)
-    the_plan, estimate, free, footprints = preview(spec, store_path, retry_failed, profile)
+    found = preview(spec, store_path, retry_failed, profile)
+    the_plan, estimate, free, footprints = found.plan, found.estimate, found.free, found.footprints
     axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
     out.print(_sweep_table(the_plan, axes))
     out.print(
@@ -115,6 +118,8 @@ def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed:
         from ..schedule.slurm import job_script
 
         click.echo(f"job script of each worker:\n{job_script(profile)}")
+    if found.refusal is not None:  # shown after the estimates that explain it; exit 2
+        raise found.refusal
 
 
 def _print_outcome(outcome) -> None:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psutil
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import inputs
 from ..config import SweepSpec, TaskSpec
+from ..errors import DyncdiError
 from ..merge.generations import next_generation
 from ..store.leases import Leases, new_driver_id
 from ..store.space import (
@@ -192,17 +194,36 @@ def preview(
     store_path: Path,
     retry_failed: bool = False,
     profile: ClusterProfile | None = None,
-) -> tuple[Plan, dict[str, int], int, dict[str, tuple[tuple[int, ...], Footprint]]]:
-    """What a run would do, without writing anything, refused as a run would be
-    (check_plan): the plan, the bytes it would write (store_estimate), the free bytes where
-    the store is (or would be) and each dataset's largest task footprint (memory, time)."""
+) -> Preview:
+    """What a run would do, without writing anything: the plan, the bytes it would write
+    (store_estimate), the free bytes where the store is (or would be), each dataset's
+    largest task footprint (memory, time), and the refusal a run would meet (check_plan)."""
     store_path = Path(store_path)
     existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
     the_plan = plan(expand(spec, inputs.fingerprints(resolved)), existing, retry_failed)
-    check_plan(resolved, the_plan, store_path, profile)
-    estimate = store_estimate(resolved, the_plan)
-    return the_plan, estimate, free_bytes(store_path), task_footprints(resolved, the_plan)
+    try:
+        check_plan(resolved, the_plan, store_path, profile)
+        refusal = None
+    except DyncdiError as exc:
+        refusal = exc
+    return Preview(
+        the_plan,
+        store_estimate(resolved, the_plan),
+        free_bytes(store_path),
+        task_footprints(resolved, the_plan),
+        refusal,
+    )
+
+
+class Preview(NamedTuple):
+    """A dry run's findings (see preview)."""
+
+    plan: Plan
+    estimate: dict[str, int]
+    free: int
+    footprints: dict[str, tuple[tuple[int, ...], Footprint]]
+    refusal: DyncdiError | None
 
 
 def task_footprints(

@@ -39,14 +39,18 @@ def test_dry_run_prints_memory_time_and_store_size(tmp_path):
 
 def test_a_task_larger_than_the_worker_memory_limit_is_refused(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 2})
-    for args in (("--dry-run",), ()):
-        code, output = _run("sweep", spec, "--set", "local.memory_limit=200MB", *args)
-        assert code == 2, output
-        lines = [line for line in output.splitlines() if line.strip()]
-        assert len(lines) == 1, output
-        assert lines[0].startswith("error: datasets.xtal.geometry.shape: a task on a 32x32x32")
-        assert "each worker has 0.2 GB" in lines[0] and "local.memory_limit" in lines[0]
-        assert not (tmp_path / "s.zarr").exists()
+    code, output = _run("sweep", spec, "--set", "local.memory_limit=200MB")
+    assert code == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: datasets.xtal.geometry.shape: a task on a 32x32x32")
+    assert "each worker has 0.2 GB" in lines[0] and "local.memory_limit" in lines[0]
+    assert not (tmp_path / "s.zarr").exists()
+    # the dry run prints its estimates, then the same refusal
+    code, output = _run("sweep", spec, "--set", "local.memory_limit=200MB", "--dry-run")
+    assert code == 2 and "about 0.47 GB of memory" in output
+    assert output.strip().splitlines()[-1] == lines[0]
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_a_1024_cubed_grid_is_refused_before_anything_is_allocated(tmp_path):

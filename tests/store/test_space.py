@@ -62,8 +62,10 @@ def test_a_sweep_that_clearly_does_not_fit_is_refused_before_anything_is_written
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error: store: the file system") and "free, the sweep" in line
     assert not (tmpfs / "s.zarr").exists()
+    # the dry run shows the estimate that explains the refusal, then refuses as the run does
     dry = CliRunner().invoke(main, ["sweep", str(spec), "--dry-run"])
-    assert dry.exit_code == 0 and "store size: up to" in dry.output
+    assert dry.exit_code == 2 and "store size: up to" in dry.output
+    assert dry.output.strip().splitlines()[-1] == line
 
 
 def _results(path: Path) -> dict[str, np.ndarray]:
