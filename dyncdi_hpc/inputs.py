@@ -193,7 +193,8 @@ def build(
     stale = {
         name
         for name, r in resolved.items()
-        if r.source != "store" and stored_fingerprint(store, name) != r.fingerprint
+        if r.source != "store"
+        and (stored_fingerprint(store, name) != r.fingerprint or _lacks_causes(store, name, r))
     }
     for set_name, cfg in spec.multi.items():
         members = [e.dataset for e in cfg.reflections]
@@ -209,6 +210,15 @@ def build(
         else:
             groups[name] = simulate_group(spec.datasets[name].simulate, r.geometry)
     return groups
+
+
+def _lacks_causes(store: Store | None, name: str, r: ResolvedInput) -> bool:
+    """A scan loaded from files whose stored input, of the same fingerprint, was written before
+    the mask's causes were stored (data/causes.py): rewritten with them, its results kept (the
+    causes are not in the fingerprint)."""
+    if store is None or r.group is None or "mask_cause" not in r.group:
+        return False
+    return "mask_cause" not in store.read_input(name)
 
 
 def stored_fingerprint(store: Store | None, name: str) -> str | None:

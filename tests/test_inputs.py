@@ -115,3 +115,42 @@ def test_bad_path_datasets_name_their_field(tmp_path, dataset, field):
     with pytest.raises(DyncdiError) as err:
         _resolve(tmp_path, {"x": dataset})
     assert field in str(err.value)
+
+
+def test_a_stored_scan_without_its_mask_causes_is_rewritten_with_them(tmp_path):
+    """An input loaded before mask_cause was stored has the same fingerprint: a sweep rewrites
+    it with the causes (its results stay valid) and, once it has them, leaves it alone."""
+    from dyncdi_hpc import inputs
+    from dyncdi_hpc.store.zarr_store import Store
+
+    data = _peak().astype(np.uint16)
+    data[2, 3, 4] = np.iinfo(np.uint16).max  # a saturated voxel: a mask, so a cause map
+    np.save(tmp_path / "peak.npy", data)
+    geometry = GEOMETRY_32.model_dump(mode="json")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "m",
+                "store": "s.zarr",
+                "datasets": {"x": {"path": "peak.npy", "geometry": geometry}},
+            }
+        )
+    )
+    spec = load_sweep(spec_path)
+    store = Store.create(tmp_path / "s.zarr")
+
+    def build() -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LoadWarning)
+            return inputs.build(spec, resolve(spec, store), store)
+
+    inputs.write(store, build())
+    old = store.read_input("x")
+    assert old["mask_cause"].values[2, 3, 4] > 0
+    store.write_input("x", old.drop_vars("mask_cause"))  # as the code before wrote it
+    groups = build()
+    assert list(groups) == ["x"] and "mask_cause" in groups["x"]
+    inputs.write(store, groups)
+    assert store.input_attrs("x")["fingerprint"] == old.attrs["fingerprint"]
+    assert build() == {}

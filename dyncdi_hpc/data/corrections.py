@@ -5,8 +5,9 @@ dark field, flat (white) field, saturation, hot pixels, intensity threshold (pur
 [row_start, row_stop) x [col_start, col_stop) of a `Detector` and returns the corrected data,
 the mask (True = ignored) and a JSON-serialisable record of what it did. Each masked voxel is
 counted once, under the first cause that masked it, so the counts by cause add up to the mask:
-nothing is dropped without a cause. `mask_aliens` (aliens.py, re-exported here) masks bright
-features without a Friedel partner once the data are centred.
+nothing is dropped without a cause. `correct_frames_by_cause` gives, in place of the mask, that
+first cause of each voxel as a map (causes.py codes). `mask_aliens` (aliens.py, re-exported
+here) masks bright features without a Friedel partner once the data are centred.
 
 Masking and thresholding differ: a masked voxel is removed from the fit (its value is unknown);
 a voxel below the threshold is set to 0 and kept, a measured zero (noise suppressed, as
@@ -52,23 +53,25 @@ import numpy as np
 from ..config.beamline import Detector, Rectangle
 from ..errors import DyncdiError
 from .aliens import mask_aliens
+from .causes import CAUSES, mark
 
-__all__ = ["correct_frames", "mask_aliens"]
+__all__ = ["CAUSES", "correct_frames", "correct_frames_by_cause", "mask_aliens"]
 
 HOT_DARK_SIGMA = 10.0
 DEAD_FLAT_FRACTION = 0.2
 HOT_VARIANCE_RATIO = 0.1
 HOT_MIN_FRAMES = 20
 HOT_LIST_CAP = 100  # hot pixels listed by position in the record; all are counted
-CAUSES = ("invalid", "file", "gap", "seam", "hot", "dead", "saturated")
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its standard deviation
 
 
 class _Ledger:
-    """The mask being built, with each newly masked voxel and pixel counted under its cause."""
+    """The mask being built, with each newly masked voxel and pixel counted under its cause
+    and its cause's code (causes.py) written in the cause map."""
 
     def __init__(self, shape: tuple[int, int, int], roi: tuple[int, int, int, int]) -> None:
         self.mask = np.zeros(shape, bool)
+        self.causes = np.zeros(shape, np.uint8)
         self.roi = roi
         self.voxels = dict.fromkeys(CAUSES, 0)
         self.pixels = dict.fromkeys(CAUSES, 0)
@@ -85,13 +88,20 @@ class _Ledger:
                 r0, c0 = self.roi[0], self.roi[2]
                 self.hot += [[int(r) + r0, int(c) + c0] for r, c in np.argwhere(fresh_pixels)]
             where = np.broadcast_to(where, self.mask.shape)
-        fresh = int(np.count_nonzero(where & ~self.mask))
+        fresh = int(np.count_nonzero(mark(self.causes, where, cause)))
         self.voxels[cause] += fresh
         self.mask |= where
         return fresh
 
 
-def correct_frames(
+def correct_frames(frames: np.ndarray, **options) -> tuple[np.ndarray, np.ndarray, dict]:
+    """correct_frames_by_cause(frames, **options) with the mask (N0, R, C) bool, True =
+    ignored, in place of the cause map: (data, mask, record)."""
+    data, causes, record = correct_frames_by_cause(frames, **options)
+    return data, causes > 0, record
+
+
+def correct_frames_by_cause(
     frames: np.ndarray,
     *,
     detector: Detector,
@@ -105,10 +115,10 @@ def correct_frames(
     (row_start, row_stop, col_start, col_stop); dark and flat: full-chip (detector.chip) 2D
     arrays; threshold: counts; mask (N0, R, C) or (R, C), True = ignored.
 
-    Returns data (N0, R, C) float64 (masked voxels 0), mask (N0, R, C) bool and the record
-    {"applied": [step, ...], "masked": {cause: voxels}, "masked_pixels": {cause: pixels},
-    "zeroed": {"threshold": voxels}, "hot_pixels": [[chip row, chip col], ...], "counts":
-    {...}} (see the module doc for the rules).
+    Returns data (N0, R, C) float64 (masked voxels 0), the cause map (N0, R, C) uint8 (0
+    measured, else causes.code of the first cause; mask = causes > 0) and the record
+    {"applied": [...], "masked": {cause: voxels}, "masked_pixels": {cause: pixels}, "zeroed":
+    {"threshold": voxels}, "hot_pixels": [[chip row, col], ...], "counts": {...}} (module doc).
     """
     raw = _check_frames(frames)
     roi = _check_roi(roi, detector, raw.shape)
@@ -170,7 +180,7 @@ def correct_frames(
             }
         )
     record = _record(applied, ledger, valid_raw, data, zeroed, removed)
-    return data, ledger.mask, record
+    return data, ledger.causes, record
 
 
 def _step(applied: list[dict], ledger: _Ledger, cause: str, where, step=None, **params) -> None:

@@ -10,10 +10,12 @@ recorded), corrects the detector (corrections.py, with a preset: gaps, seams, da
 hot and dead pixels, saturation, threshold; without one the NaN, saturated and file-masked
 pixels are masked), validates the counts, bins detector pixels, and crops (or pads, with
 masked voxels) to an FFT-friendly shape with the Bragg peak at the array centre (prepare.py);
-aliens are masked once it is centred. An array that is already FFT-friendly with its peak
-within CENTRE_TOLERANCE voxels of its centre is kept as it is. With a preset the stored
-geometry is the measured one (measured.py): motors at the stored centre frame, the chip
-pixels it covers and its binning, so `GeometryConfig(**attrs).build()` gives its q steps.
+aliens are masked once it is centred. Why each voxel is masked (causes.py) follows the mask
+through every step and is stored beside it as `mask_cause`. An array that is already
+FFT-friendly with its peak within CENTRE_TOLERANCE voxels of its centre is kept as it is.
+With a preset the stored geometry is the measured one (measured.py): motors at the stored
+centre frame, the chip pixels it covers and its binning, so `GeometryConfig(**attrs).build()`
+gives its q steps.
 
 Every choice is a LoadWarning (when it changes or drops data) and an entry of the input group's
 provenance attrs (`provenance.load`); every problem that has no safe automatic answer is a
@@ -37,6 +39,7 @@ from ..identity import array_digest, stable_hash
 from ..physics.geometry import Geometry
 from ..provenance import provenance
 from ..store.groups import encode_input
+from .causes import bin_causes, cause_counts, code, flag_attrs, window_causes
 from .measured import ScanMotors, check_strain, scan_motors, stored_fields
 from .prepare import (
     FRAME_FIELDS,
@@ -47,7 +50,7 @@ from .prepare import (
     fft_friendly,
     find_peak,
     geometry_fields,
-    mask_invalid,
+    invalid_causes,
     read_geometry_yaml,
     resolve_geometry,
     target_shape,
@@ -129,25 +132,28 @@ def load_input(
         sources["motors"] = motors.sources
     else:
         motors = _idealised(values, sources, from_yaml, raw, record)
-    data, mask, corrections = _correct(raw, values, options, preset, record)
+    data, causes, corrections = _correct(raw, values, options, preset, record)
     if descending:
-        data, mask = data[::-1], mask[::-1]
+        data, causes = data[::-1], causes[::-1]
         record.note("rocking", "rocking angles decrease: frames reversed", warn=False)
+    mask = causes > 0
     check_counts(data, mask, record, flat_fielded=options.flat is not None)
     if options.bin_factor > 1:
         data, mask = bin_detector(data, mask, options.bin_factor, record)
+        causes = bin_causes(causes, options.bin_factor)
     if mask.all():
         raise DyncdiError("mask", "every pixel is masked", "check the mask and saturation")
     peak = find_peak(data, mask)
     check_peak(data, mask, peak)
     start, data, mask = _centre(data, mask, peak, options.shape, record)
+    causes = window_causes(causes, start, data.shape)
     if preset is not None:
-        mask = _aliens(data, mask, corrections, record)
+        mask = _aliens(data, mask, causes, corrections, record)
     cfg = _config(values, data.shape, options.bin_factor, preset, motors, start)
     geometry = cfg.build("geometry")
     if preset is not None:
         check_strain(geometry, record)
-    ds = _group(data, mask, geometry, cfg, raw, preset)
+    ds = _group(data, causes, geometry, cfg, raw, preset)
     ds.attrs["provenance"] = {
         **provenance(),
         "load": {
@@ -163,6 +169,8 @@ def load_input(
         },
     }
     if corrections is not None:
+        # the corrections count the frames as read; these, the stored array (binned, cropped)
+        corrections["masked_stored"] = cause_counts(causes)
         ds.attrs["corrections"] = corrections
     return Loaded(ds, geometry)
 
@@ -244,8 +252,8 @@ def _check_array(raw: RawScan) -> None:
 def _correct(
     raw: RawScan, values: dict, options: LoadOptions, preset: Beamline | None, record: Record
 ) -> tuple[np.ndarray, np.ndarray, dict | None]:
-    """(data float64, mask, corrections record or None): the preset's detector corrections,
-    or, without a preset, NaN, saturated and file-masked pixels masked."""
+    """(data float64, cause map uint8 (causes.py), corrections record or None): the preset's
+    detector corrections, or, without a preset, NaN, saturated and file-masked pixels masked."""
     saturation = options.saturation
     if preset is None:
         for flag, value in (("--dark", options.dark), ("--flat", options.flat)):
@@ -258,15 +266,15 @@ def _correct(
         if options.threshold is not None:
             raise DyncdiError("--threshold", "needs a beamline preset", "give --beamline NAME")
         saturation = saturation if saturation is not None else raw.metadata.get("saturation")
-        mask = mask_invalid(raw, saturation, record)
-        return np.where(mask, 0.0, raw.intensity.astype(np.float64)), mask, None
-    from .corrections import correct_frames
+        causes = invalid_causes(raw, saturation, record)
+        return np.where(causes > 0, 0.0, raw.intensity.astype(np.float64)), causes, None
+    from .corrections import correct_frames_by_cause
 
     detector = preset.detector(values["detector"])
     if saturation is not None:
         detector = detector.model_copy(update={"saturation": float(saturation)})
     values["roi"] = _frames_roi(values.get("roi"), raw.intensity.shape[1:], detector.chip)
-    data, mask, corrections = correct_frames(
+    data, causes, corrections = correct_frames_by_cause(
         raw.intensity,
         detector=detector,
         roi=values["roi"],
@@ -275,17 +283,18 @@ def _correct(
         threshold=options.threshold,
         mask=raw.mask,
     )
+    masked = int(np.count_nonzero(causes))
     by_cause = ", ".join(f"{k} {v}" for k, v in corrections.get("masked", {}).items() if v)
     zeroed = corrections.get("zeroed", {}).get("threshold", 0)
     record.note(
         "corrections",
-        f"detector corrections ({values['detector']}): {int(mask.sum())} voxels masked"
+        f"detector corrections ({values['detector']}): {masked} voxels masked"
         + (f" ({by_cause})" if by_cause else "")
         + (f"; {zeroed} voxels below --threshold {options.threshold:g} set to 0" if zeroed else ""),
-        warn=bool(mask.any()),
-        masked=int(mask.sum()),
+        warn=bool(masked),
+        masked=masked,
     )
-    return data, mask, corrections
+    return data, causes, corrections
 
 
 def _frames_roi(roi, frames: tuple[int, ...], chip: tuple[int, int]) -> tuple[int, ...]:
@@ -324,13 +333,17 @@ def _centre(
     return start, data, mask
 
 
-def _aliens(data: np.ndarray, mask: np.ndarray, corrections: dict, record: Record) -> np.ndarray:
+def _aliens(
+    data: np.ndarray, mask: np.ndarray, causes: np.ndarray, corrections: dict, record: Record
+) -> np.ndarray:
     """Mask aliens (corrections.mask_aliens) about the stored array's centre, where the peak
-    now is; suspects it did not mask are listed (a warning), for a person to look at."""
+    now is, marking them in causes (in place); suspects it did not mask are listed (a
+    warning), for a person to look at."""
     from .corrections import mask_aliens
 
     centre = tuple(n // 2 for n in data.shape)
     new_mask, aliens = mask_aliens(data, mask, centre)
+    causes[new_mask & ~mask] = code("alien")
     corrections["aliens"] = aliens
     masked = [a for a in aliens if a["masked"]]
     suspects = [a for a in aliens if not a["masked"]]
@@ -375,13 +388,15 @@ def _config(
 
 def _group(
     data: np.ndarray,
-    mask: np.ndarray,
+    causes: np.ndarray,
     geometry: Geometry,
     cfg: GeometryConfig,
     raw: RawScan,
     preset: Beamline | None,
 ) -> xr.Dataset:
-    """The input group; its fingerprint hashes the data, the mask (if any) and the geometry."""
+    """The input group; its fingerprint hashes the data, the mask (if any) and the geometry,
+    not the mask's causes: a cause map added to a scan loaded before keeps its fingerprint."""
+    mask = causes > 0
     intensity = data.astype(np.float32)
     check_intensity(intensity, geometry, "intensity", mask)
     attrs = geometry.to_attrs()
@@ -397,6 +412,8 @@ def _group(
         source={"kind": "file", **raw.source},
         fingerprint=stable_hash(content),
         mask=mask if mask.any() else None,
+        mask_cause=causes if mask.any() else None,
+        mask_cause_attrs=flag_attrs(),
     )
     ds.attrs["geometry"] = attrs
     return ds

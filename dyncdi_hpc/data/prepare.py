@@ -15,6 +15,7 @@ from scipy.ndimage import uniform_filter
 
 from ..config import GeometryConfig, read_yaml
 from ..errors import DyncdiError
+from .causes import mark
 from .readers import RawScan, tidy
 
 GEOMETRY_FIELDS = (
@@ -185,10 +186,11 @@ def largest_fft_size(limit: int) -> int:
     return next(n for n in range(limit, 3, -1) if fft_friendly(n))
 
 
-def mask_invalid(raw: RawScan, saturation: float | None, record: Record) -> np.ndarray:
-    """Mask (N0, N1, N2), True = ignored: the file's mask, saturated and non-finite pixels."""
+def invalid_causes(raw: RawScan, saturation: float | None, record: Record) -> np.ndarray:
+    """The cause map (N0, N1, N2) uint8 of the pixels masked without a preset (causes.py codes,
+    0 = measured; the mask is the map > 0): the file's mask, saturated and non-finite pixels."""
     data = raw.intensity
-    mask = np.zeros(data.shape, bool)
+    causes = np.zeros(data.shape, np.uint8)
     if raw.mask is not None:
         file_mask = raw.mask
         if file_mask.shape == data.shape[1:]:
@@ -200,36 +202,30 @@ def mask_invalid(raw: RawScan, saturation: float | None, record: Record) -> np.n
                 "nor one frame",
                 "give a mask of the data's shape or of one detector frame",
             )
-        mask |= file_mask
+        pixels = int(mark(causes, file_mask, "file").sum())
         record.note(
             "mask",
-            f"{int(mask.sum())} pixels masked by the file's mask; kept in the input's mask "
+            f"{pixels} pixels masked by the file's mask; kept in the input's mask "
             "variable (ignored in every fit)",
-            warn=bool(mask.any()),
-            pixels=int(mask.sum()),
+            warn=bool(pixels),
+            pixels=pixels,
         )
     if saturation is None and np.issubdtype(data.dtype, np.integer):
         saturation = float(np.iinfo(data.dtype).max)
     if saturation is not None:
-        saturated = (data >= saturation) & ~mask
-        if saturated.any():
-            mask |= saturated
+        saturated = int(mark(causes, data >= saturation, "saturated").sum())
+        if saturated:
             record.note(
                 "saturation",
-                f"{int(saturated.sum())} saturated pixels (>= {saturation:.6g} counts) masked",
-                pixels=int(saturated.sum()),
+                f"{saturated} saturated pixels (>= {saturation:.6g} counts) masked",
+                pixels=saturated,
                 saturation=saturation,
             )
     if np.issubdtype(data.dtype, np.floating):
-        bad = ~np.isfinite(data) & ~mask
-        if bad.any():
-            mask |= bad
-            record.note(
-                "invalid",
-                f"{int(bad.sum())} NaN or infinite pixels masked",
-                pixels=int(bad.sum()),
-            )
-    return mask
+        bad = int(mark(causes, ~np.isfinite(data), "invalid").sum())
+        if bad:
+            record.note("invalid", f"{bad} NaN or infinite pixels masked", pixels=bad)
+    return causes
 
 
 def check_counts(

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 
 AXIS_NAMES = ("rocking", "row", "column")
 
@@ -99,25 +100,36 @@ def loss_figure(path: Path, histories: list[dict]) -> Path:
 
 
 def intensity_figure(
-    path: Path, measured: np.ndarray, modelled: np.ndarray, mask: np.ndarray | None, title: str
+    path: Path,
+    measured: np.ndarray,
+    modelled: np.ndarray,
+    mask: np.ndarray | None,
+    title: str,
+    centre: tuple[int, int, int] | None = None,
 ) -> Path:
-    """Central slices of measured and modelled intensity (log10 counts), masked pixels grey."""
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6.8), squeeze=False)
-    top = np.log10(max(float(measured.max()), 1.0))
-    names = ("rocking", "detector row", "detector column")
+    """Slices through centre (voxel index, default the array centre: put it on the peak) of
+    measured (top row) and modelled (bottom row) intensity (N0, N1, N2), counts, normal to the
+    rocking, row and column axes, on one logarithmic colour scale; masked voxels grey."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.8), squeeze=False, layout="constrained")
+    centre = centre or tuple(n // 2 for n in measured.shape)
+    valid = measured if mask is None else np.where(mask, 0.0, measured)
+    # one count and less share the lowest colour: a log scale cannot show 0, and grey is masked
+    norm = LogNorm(vmin=1.0, vmax=max(float(valid.max()), 10.0))
+    cmap = plt.get_cmap("turbo").with_extremes(bad="0.6")
+    names = ("rocking frame", "detector row", "detector column")
     planes = (("row", "column"), ("rocking", "column"), ("rocking", "row"))
     for row, (label, volume) in enumerate((("measured", measured), ("modelled", modelled))):
-        shown = np.log10(np.maximum(volume, 0.0) + 1.0)
+        shown = np.maximum(volume, 0.5)
         if mask is not None and row == 0:
             shown = np.where(mask, np.nan, shown)
-        for a, (ax, sl) in enumerate(zip(axes[row], central_slices(shown), strict=True)):
-            cmap = plt.get_cmap("turbo").with_extremes(bad="0.6")
-            im = ax.imshow(sl, cmap=cmap, vmin=0, vmax=top, origin="lower", aspect="auto")
-            ax.set_title(f"{label}\ncentral {names[a]} slice", fontsize=9)
+        for a, ax in enumerate(axes[row]):
+            sl = np.take(shown, centre[a], axis=a)
+            im = ax.imshow(sl, cmap=cmap, norm=norm, origin="lower", aspect="auto")
+            ax.set_title(f"{label}\n{names[a]} {centre[a]}", fontsize=9)
             ax.set_xlabel(planes[a][1], fontsize=8)
             ax.set_ylabel(planes[a][0], fontsize=8)
             ax.tick_params(labelsize=7)
-        fig.colorbar(im, ax=axes[row], shrink=0.85, label="log10(counts + 1)")
+        fig.colorbar(im, ax=axes[row], shrink=0.85, label="counts (log scale)")
     fig.suptitle(title)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -134,8 +146,10 @@ def sample_slices_figure(
     centre: tuple[int, int, int],
     title: str,
     limits_nm: list[tuple[float, float]] | None = None,
+    frame: str = "",
 ) -> Path:
-    """Slices through centre (voxel index) of sample-frame volumes (nx, ny, nz), axes in nm.
+    """Slices through centre (voxel index) of volumes (nx, ny, nz) on an orthogonal grid (the
+    sample frame's, or frame's: its name labels the axes), axes in nm.
 
     fields: (label, volume, colormap, units, vmin, vmax); NaN is drawn white. limits_nm:
     the (low, high) range shown along x, y and z (default: the whole grid).
@@ -144,24 +158,25 @@ def sample_slices_figure(
     fig, axes = plt.subplots(
         len(fields), 3, figsize=(10, 3.1 * len(fields)), squeeze=False, layout="constrained"
     )
-    names = ("x", "y", "z")
+    names = tuple(f"{n} {frame}" if frame else n for n in ("x", "y", "z"))
     for row, (label, volume, cmap, units, vmin, vmax) in enumerate(fields):
         for col, (h, v, normal) in enumerate(SAMPLE_PLANES):
             ax = axes[row][col]
             index = centre[normal]
             sl = np.take(volume, index, axis=normal)
-            hi, vi = names.index(h), names.index(v)
+            hi, vi = "xyz".index(h), "xyz".index(v)
             extent = (axes_nm[hi][0], axes_nm[hi][-1], axes_nm[vi][0], axes_nm[vi][-1])
             im = ax.imshow(sl.T, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=extent)
             ax.set_title(
-                f"{label}\n{h}-{v} plane, {names[normal]} = {axes_nm[normal][index]:.0f} nm",
+                f"{label}\n{names[hi]}-{names[vi]} plane, "
+                f"{names[normal]} = {axes_nm[normal][index]:.0f} nm",
                 fontsize=8,
             )
             if limits_nm is not None:
                 ax.set_xlim(*limits_nm[hi])
                 ax.set_ylim(*limits_nm[vi])
-            ax.set_xlabel(f"{h} (nm)", fontsize=8)
-            ax.set_ylabel(f"{v} (nm)", fontsize=8)
+            ax.set_xlabel(f"{names[hi]} (nm)", fontsize=8)
+            ax.set_ylabel(f"{names[vi]} (nm)", fontsize=8)
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
     fig.suptitle(title)
@@ -237,3 +252,50 @@ def prtf_figure(
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+# one colour per cause code (data/causes.py), measured (code 0) white
+CAUSE_COLOURS = ("white", *plt.get_cmap("tab10").colors)
+FEW_PIXELS = 200  # pixels of one cause in a panel drawn outlined as well
+
+
+def mask_cause_figure(
+    path: Path, causes: np.ndarray, legend: dict[int, str], frame: int, title: str
+) -> Path:
+    """Where each cause masks the detector: frame (rocking index) of a cause map (N0, N1, N2)
+    uint8 (0 measured, else the cause's code), the cause masking most frames of each pixel,
+    and the voxels masked per frame by cause; legend: the label of each code to list."""
+    fig, (ax_f, ax_p, ax_r) = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    n_codes = max(len(CAUSE_COLOURS), int(causes.max()) + 1)
+    colours = [CAUSE_COLOURS[c % len(CAUSE_COLOURS)] for c in range(n_codes)]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(n_codes + 1) - 0.5, n_codes)
+    codes = sorted(c for c in legend if c > 0)
+    per_pixel = np.stack([(causes == c).sum(axis=0) for c in range(n_codes)])
+    per_pixel[0] = 0  # a pixel masked in any frame shows the cause masking most of its frames
+    dominant = np.where(per_pixel.sum(axis=0) > 0, per_pixel.argmax(axis=0), 0)
+    for ax, image, what in (
+        (ax_f, causes[frame], f"rocking frame {frame}"),
+        (ax_p, dominant, "along the rocking axis: the cause of most frames"),
+    ):
+        ax.imshow(image, cmap=cmap, norm=norm, origin="lower", interpolation="nearest")
+        for c in codes:  # a few pixels vanish at this size: outline them
+            rows, cols = np.nonzero(image == c)
+            if 0 < rows.size <= FEW_PIXELS:
+                ax.scatter(cols, rows, s=30, marker="s", facecolors="none", edgecolors=colours[c])
+        ax.set_title(what, fontsize=9)
+        ax.set_xlabel("detector column (pixel)", fontsize=8)
+        ax.set_ylabel("detector row (pixel)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for c in codes:
+        ax_r.plot((causes == c).sum(axis=(1, 2)), color=colours[c], drawstyle="steps-mid")
+    ax_r.set_xlabel("rocking frame", fontsize=8)
+    ax_r.set_ylabel("masked voxels in the frame", fontsize=8)
+    ax_r.set_title("masked voxels per frame", fontsize=9)
+    ax_r.tick_params(labelsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c], ec="0.3") for c in codes]
+    fig.legend(handles, [legend[c] for c in codes], loc="outside lower center", ncols=3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,15 +1,17 @@
 """The report: one self-contained HTML page (PNGs embedded as base64), the PNGs beside it.
 
-For each merged group: measured vs modelled intensity, amplitude / phase / displacement /
-strain in the sample frame, their uncertainty maps, a support-probability isosurface, the
-comparison with the ground truth when there is one; for each multi-reflection set its errors
+For each merged group: the members' and the model's Fourier errors (against the Poisson floor
+and with the support's extent, when the merge recorded them), measured vs modelled intensity
+through the peak; for a measured scan the mask by cause and amplitude / phase / strain in the
+laboratory frame; amplitude / phase / displacement / strain in the sample frame, their
+uncertainty maps, a support-probability isosurface, the comparison with the ground truth
+when there is one (parts.py builds the newer parts); for each multi-reflection set its errors
 against the truth and central slices of u; then the loss curves of every task
 (merged, outlier or not selected), the sweep's parameters and outcomes, and provenance.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -17,11 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.measurement import Measurement, read_measurement
+from ..data.prepare import find_peak
 from ..identity import stable_hash
-from ..physics.dynamical import DynamicalOptions, support_box
-from ..physics.kinematical import centred_far_field
-from ..physics.models import Nuisance, forward_model
-from ..physics.objects import CrystalParams, logits_of
 from ..store.groups import complex_object
 from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
@@ -34,6 +33,8 @@ from .figures import (
     prtf_figure,
     sample_slices_figure,
 )
+from .model import fourier_error, members_offset, members_widths, modelled_intensity
+from .parts import errors_part, figure, lab_frame_part, mask_part, support_centre
 
 CSS = (
     "body{font-family:sans-serif;max-width:1150px;margin:auto;color:#222}"
@@ -59,44 +60,6 @@ def _table(rows: list[dict]) -> str:
     return out + "</table>"
 
 
-def _figure(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
-        f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
-    )
-
-
-def modelled_intensity(
-    obj: np.ndarray,
-    measured: np.ndarray,
-    mask: np.ndarray | None,
-    model: str = "kinematical",
-    m: Measurement | None = None,
-    offset_rad: float = 0.0,
-) -> np.ndarray:
-    """The intensity of a centred object (N0, N1, N2) under the forward model it was fitted
-    with, peak-centred and scaled to the measured counts (least squares). The dynamical model
-    (m's geometry, the members' rocking offset) marches the box of the object's support."""
-    if model == "kinematical" or m is None:
-        intensity = np.abs(centred_far_field(obj)) ** 2
-    else:
-        amplitude = np.abs(obj) / max(float(np.abs(obj).max()), 1e-30)
-        crystal = CrystalParams(
-            np.asarray(logits_of(np.clip(amplitude, 0.0, 1.0 - 1e-6)), np.float32),
-            np.asarray(np.angle(obj), np.float32),
-        )
-        box = support_box(amplitude > 0.1, margin=2)
-        forward = forward_model(model, options=DynamicalOptions(box=box))
-        nuisance = Nuisance(np.float32(offset_rad))
-        intensity = np.fft.fftshift(np.asarray(forward(crystal, m.geometry, nuisance), float))
-    valid = np.ones(measured.shape, bool) if mask is None else ~mask
-    scale = float(
-        np.sum(measured[valid] * intensity[valid]) / max(np.sum(intensity[valid] ** 2), 1e-300)
-    )
-    return scale * intensity
-
-
 def _member_states(attrs: dict) -> dict[str, str]:
     states = {t: "outlier" for t in attrs.get("selected", [])}
     states.update({t: "merged" for t in attrs["members"]})
@@ -115,12 +78,6 @@ def _limits(support: np.ndarray, axes_nm: list[np.ndarray]) -> list[tuple[float,
         mid = (lo + hi) / 2
         out.append((float(mid - 1.5 * half), float(mid + 1.5 * half)))
     return out
-
-
-def _centre(support: np.ndarray) -> tuple[int, ...]:
-    if not support.any():
-        return tuple(n // 2 for n in support.shape)
-    return tuple(round(float(c)) for c in np.argwhere(support).mean(axis=0))
 
 
 def _merged_summary(attrs: dict) -> list[str]:
@@ -152,26 +109,27 @@ def _merged_summary(attrs: dict) -> list[str]:
     return parts
 
 
-def _members_offset(store: Store, attrs: dict) -> float:
-    """Median absolute rocking offset (rad) the merged members fitted (0 when none did)."""
-    offsets = [store.result_attrs(t)["metrics"].get("rocking_offset_rad") for t in attrs["members"]]
-    offsets = [o for o in offsets if o is not None]
-    return float(np.median(offsets)) if offsets else 0.0
-
-
-def _intensity_part(store: Store, key: str, attrs: dict, obj: np.ndarray, m, out: Path) -> str:
+def _model(store: Store, attrs: dict, obj: np.ndarray, m: Measurement) -> np.ndarray:
+    """The merged object's intensity (N0, N1, N2), counts, under its members' model, rocking
+    offset and coherence widths."""
     model_name = attrs.get("model", "kinematical")
-    model = modelled_intensity(
-        obj, m.intensity, m.mask, model_name, m, _members_offset(store, attrs)
-    )
+    offset, widths = members_offset(store, attrs), members_widths(store, attrs)
+    return modelled_intensity(obj, m.intensity, m.mask, model_name, m, offset, widths)
+
+
+def _intensity_part(
+    key: str, attrs: dict, model: np.ndarray, m: Measurement, peak: tuple, out: Path
+) -> str:
     png = intensity_figure(
         out / f"{key}-intensity.png",
         m.intensity,
         model,
         m.mask,
-        f"{key}: measured vs modelled intensity ({model_name} model of the merged object, scaled)",
+        f"{key}: measured vs modelled intensity ({attrs.get('model', 'kinematical')} model of "
+        "the merged object, least-squares scaled)",
+        peak,
     )
-    return _figure(png, "Measured and modelled intensity, central detector-frame slices")
+    return figure(png, "Measured (top) and modelled (bottom) intensity through the peak, log scale")
 
 
 def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> list[str]:
@@ -180,7 +138,7 @@ def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> li
     s = sample_frame(store, key)
     axes_nm = [s[d].values for d in ("x", "y", "z")]
     support = s["support"].values
-    centre = _centre(support)
+    centre = support_centre(support)
     limits = _limits(support, axes_nm)
 
     def inside(name: str) -> np.ndarray:
@@ -199,7 +157,7 @@ def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> li
     ]
     title = f"{key}: merged object in the sample frame (z along h)"
     png = sample_slices_figure(out / f"{key}-object.png", fields, axes_nm, centre, title, limits)
-    parts = [_figure(png, "Amplitude, phase, displacement and strain along h")]
+    parts = [figure(png, "Amplitude, phase, displacement and strain along h")]
     spreads = [
         (f"{what} {kind}", inside(f"{var}_{suffix}"), "magma", units, 0.0, None)
         for suffix, kind in (("std", "std over members"), ("sem", "bootstrap std. error"))
@@ -216,7 +174,7 @@ def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> li
         png = sample_slices_figure(
             out / f"{key}-uncertainty.png", spreads, axes_nm, centre, title, limits
         )
-        parts.append(_figure(png, "Uncertainty maps inside the support"))
+        parts.append(figure(png, "Uncertainty maps inside the support"))
     png = isosurface_figure(
         out / f"{key}-support.png",
         s["support_probability"].values,
@@ -224,7 +182,7 @@ def _sample_frame_parts(store: Store, key: str, n_members: int, out: Path) -> li
         tuple(s.attrs["origin_nm"]),
         f"{key}: support probability = 0.5",
     )
-    parts.append(_figure(png, "Isosurface of the support probability (sample frame)"))
+    parts.append(figure(png, "Isosurface of the support probability (sample frame)"))
     return parts
 
 
@@ -240,7 +198,7 @@ def _prtf_part(key: str, merged, attrs: dict, out: Path) -> str:
     )
     note = " (limited by the extent of the data)" if res.get("limited_by_data") else ""
     resolution = res.get("prtf_resolution_nm", float("nan"))
-    return _figure(png, f"PRTF: resolution {resolution:.0f} nm{note}")
+    return figure(png, f"PRTF: resolution {resolution:.0f} nm{note}")
 
 
 def _provenance_part(store: Store, dataset: str, attrs: dict) -> str:
@@ -262,10 +220,16 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
     attrs = store.merged_attrs(key)
     dataset = attrs["dataset"]
     merged = store.read_merged(key)
-    m = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
-    obj = complex_object(merged)
+    inp = store.read_input(dataset)
+    m = read_measurement(inp, f"inputs.{dataset}")
+    model = _model(store, attrs, complex_object(merged), m)
+    peak = find_peak(m.intensity, np.zeros(m.intensity.shape, bool) if m.mask is None else m.mask)
     parts = [f"<h2>{html.escape(key)}</h2>", *_merged_summary(attrs)]
-    parts.append(_intensity_part(store, key, attrs, obj, m, out))
+    parts.append(errors_part(store, attrs, fourier_error(model, m.intensity, m.mask)))
+    parts.append(_intensity_part(key, attrs, model, m, peak, out))
+    if m.truth is None:  # a measured scan: its mask by cause, the object in the lab frame
+        parts.append(mask_part(inp, key, peak[0], out))
+        parts.append(lab_frame_part(store, key, out))
     parts += _sample_frame_parts(store, key, len(attrs["members"]), out)
     if "prtf" in merged:
         parts.append(_prtf_part(key, merged, attrs, out))
@@ -278,7 +242,7 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
             (m.truth.amplitude, m.truth.phase, m.truth.support),
             title=f"{key}: merged vs ground truth (conjugate grid)",
         )
-        parts.append(_figure(png, "Merged object vs ground truth, detector-conjugate grid"))
+        parts.append(figure(png, "Merged object vs ground truth, detector-conjugate grid"))
     parts.append(_provenance_part(store, dataset, attrs))
     return "".join(parts), _member_states(attrs)
 
@@ -336,11 +300,11 @@ def _multi_section(store: Store, name: str, out: Path) -> str:
         out / f"multi-{name}-u.png",
         fields,
         axes_nm,
-        _centre(support),
+        support_centre(support),
         f"multi/{name}: joint displacement vector field (sample frame: cubic axes)",
         _limits(support, axes_nm),
     )
-    parts.append(_figure(png, "Central slices of each component of the joint u"))
+    parts.append(figure(png, "Central slices of each component of the joint u"))
     return "".join(parts)
 
 
@@ -455,7 +419,7 @@ def _page(store: Store, sections: list[str], loss_png: Path, rows: list[dict]) -
         f"<h1>dyncdi report: {html.escape(str(store.path))}</h1>"
         + "".join(sections)
         + "<h2>Loss curves</h2>"
-        + _figure(loss_png, "Every task; blue: merged, red: outlier, grey: not selected")
+        + figure(loss_png, "Every task; blue: merged, red: outlier, grey: not selected")
         + f"<h2>Sweep</h2>{_table(sweep_rows)}"
         + f"<h2>Tasks</h2><p>{html.escape(outcome)}</p>{_table(rows)}</body></html>"
     )

@@ -97,9 +97,13 @@ def encode_input(
     fingerprint: str,
     mask: np.ndarray | None = None,
     truth: Mapping[str, np.ndarray] | None = None,
+    mask_cause: np.ndarray | None = None,
+    mask_cause_attrs: Mapping | None = None,
 ) -> xr.Dataset:
     """Input group: intensity (+ mask, + truth on the conjugate grid) with units, geometry and
-    provenance in attrs. truth: arrays by TRUTH_VARIABLES' keys (amplitude, phase, ...)."""
+    provenance in attrs. truth: arrays by TRUTH_VARIABLES' keys (amplitude, phase, ...);
+    mask_cause: why each voxel is masked (N0, N1, N2) uint8, 0 = measured, its CF flag
+    attributes (flag_values, flag_meanings) in mask_cause_attrs (data/causes.py)."""
     coords = {
         "rocking": xr.DataArray(
             np.degrees(geometry.rocking_angles_rad),
@@ -118,6 +122,10 @@ def encode_input(
     if mask is not None:
         variables["mask"] = xr.Variable(
             DETECTOR_DIMS, mask.astype(bool), attrs={"long_name": "pixel ignored in every fit"}
+        )
+    if mask_cause is not None:
+        variables["mask_cause"] = xr.Variable(
+            DETECTOR_DIMS, np.asarray(mask_cause, np.uint8), attrs=dict(mask_cause_attrs or {})
         )
     if truth is not None:
         for key, (name, attrs) in TRUTH_VARIABLES.items():
@@ -139,13 +147,16 @@ def encode_input(
 @dataclass(frozen=True)
 class InputGroup:
     """An input group's arrays: intensity (N0, N1, N2), mask (True = ignored) or None, the
-    geometry's attrs, the truth's arrays by TRUTH_VARIABLES' keys or None, all attrs."""
+    geometry's attrs, the truth's arrays by TRUTH_VARIABLES' keys or None, all attrs, and
+    why each voxel is masked (uint8, N0, N1, N2; its meanings in its flag attributes) or None
+    (simulations, and scans loaded before it was stored)."""
 
     intensity: np.ndarray
     mask: np.ndarray | None
     geometry: dict
     truth: dict[str, np.ndarray] | None
     attrs: dict
+    mask_cause: np.ndarray | None = None
 
 
 def decode_input(ds: xr.Dataset) -> InputGroup:
@@ -160,6 +171,7 @@ def decode_input(ds: xr.Dataset) -> InputGroup:
         geometry=dict(ds.attrs["geometry"]),
         truth=truth,
         attrs=dict(ds.attrs),
+        mask_cause=np.asarray(ds["mask_cause"].values, np.uint8) if "mask_cause" in ds else None,
     )
 
 
