@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -9,6 +13,7 @@ import pytest
 import yaml
 
 from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, SimulateConfig
+from dyncdi_hpc.schedule.compile_cache import CACHE_ENV, enable_here
 from tests.slurm_plugin import pytest_addoption as pytest_addoption
 from tests.slurm_plugin import pytest_collection_modifyitems as pytest_collection_modifyitems
 from tests.slurm_plugin import pytest_unconfigure as pytest_unconfigure
@@ -18,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Silent float32 <-> float64 (and int -> float) promotions are errors in the tests, as in
 # equinox's: the package must say which dtype it computes in.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# One compilation cache for the whole run (the tests' own processes, their drivers and
+# workers, which inherit the variable): each fresh worker loads what another compiled.
+if CACHE_ENV not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="dyncdi-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ[CACHE_ENV], ignore_errors=True)
+enable_here()
 
 GEOMETRY_32 = GeometryConfig(
     energy_kev=9.0,

@@ -34,6 +34,9 @@ def user_errors(fn):
 @click.version_option(package_name="dyncdi-hpc")
 def main() -> None:
     """dyncdi: batch BCDI reconstructions (kinematical and dynamical) on Dask clusters."""
+    from ..schedule.compile_cache import enable_here
+
+    enable_here()  # before any command imports JAX: programs compiled once are reused
 
 
 # every sweep that ran but left tasks failed or errored (documented: 0 all done, 2 bad input)

@@ -131,7 +131,7 @@ def intensity_figure(
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=axes[row], shrink=0.85, label="counts (log scale)")
     fig.suptitle(title)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
 
@@ -180,7 +180,7 @@ def sample_slices_figure(
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
     fig.suptitle(title)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
 
@@ -296,6 +296,6 @@ def mask_cause_figure(
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c], ec="0.3") for c in codes]
     fig.legend(handles, [legend[c] for c in codes], loc="outside lower center", ncols=3)
     fig.suptitle(title)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DyncdiError
+from . import compile_cache
 from .profiles import ClusterProfile
 from .slurm import start_slurm
 
@@ -90,7 +91,7 @@ def _start_local(profile: ClusterProfile) -> Client:
     from distributed import Client, LocalCluster
 
     kwargs = dict(profile.settings["local"])
-    worker_env = {k: str(v) for k, v in profile.settings.get("worker_env", {}).items()}
+    worker_env = compile_cache.worker_env(profile.settings)
     if worker_env and kwargs.get("processes", True):
         kwargs["env"] = {**worker_env, **kwargs.get("env", {})}
     if profile.settings.get("tls"):

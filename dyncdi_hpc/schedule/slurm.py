@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import dask.config
 
 from ..errors import DyncdiError
+from . import compile_cache
 from .profiles import ClusterProfile
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _apply(profile: ClusterProfile) -> None:
     replaces one later), so the block is set globally, replacing any earlier one whole.
     """
     block = dict(profile.jobqueue)
-    worker_env = profile.settings.get("worker_env") or {}
+    worker_env = compile_cache.worker_env(profile.settings)
     exports = [f"export {k}={shlex.quote(str(v))}" for k, v in worker_env.items()]
     block["job-script-prologue"] = [*(block.get("job-script-prologue") or []), *exports]
     dask.config.set({f"jobqueue.{profile.config_name}": block})
