@@ -41,13 +41,18 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
 @click.option("--dry-run", is_flag=True, help="Print the task table and run nothing.")
 @click.option("--retry-failed", is_flag=True, help="Recompute tasks that failed before.")
 @click.option(
+    "--remerge",
+    is_flag=True,
+    help="Replace merged groups that were merged under another merge rule.",
+)
+@click.option(
     "--report",
     "report_dir",
     type=click.Path(path_type=Path),
     help="Report folder (default: STORE-report beside the store).",
 )
 @user_errors
-def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_dir) -> None:
+def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, remerge, report_dir) -> None:
     """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report.
 
     Exit status: 0 every task done; 2 bad input (one line on stderr, nothing submitted); 3 the
@@ -62,7 +67,7 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
     store_path = Path(store).absolute() if store else spec.store
     profile_name = cluster or spec.cluster
     if dry_run:
-        _dry_run(spec, store_path, profile_name, overrides, retry_failed)
+        _dry_run(spec, store_path, profile_name, overrides, retry_failed, remerge)
         return
     outcome = run_sweep(
         spec,
@@ -72,13 +77,16 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, report_di
         retry_failed=retry_failed,
         report_dir=report_dir,
         console=console,
+        remerge=remerge,
     )
     _print_outcome(outcome)
     if not outcome.all_done:
         sys.exit(EXIT_TASKS_FAILED)
 
 
-def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed: bool) -> None:
+def _dry_run(
+    spec, store_path: Path, profile_name: str, overrides, retry_failed: bool, remerge: bool
+) -> None:
     """Print the task table, the store's size estimate and the job script; submit nothing.
     A plan that a run would refuse (no room, a task larger than a worker) ends in that
     error line and exit status 2."""
@@ -89,7 +97,7 @@ def _dry_run(spec, store_path: Path, profile_name: str, overrides, retry_failed:
     from ..sweep import axis_values
 
     profile = load_profile(profile_name, overrides)
-    found = preview(spec, store_path, retry_failed, profile)
+    found = preview(spec, store_path, retry_failed, profile, remerge)
     the_plan, estimate, free, footprints = found.plan, found.estimate, found.free, found.footprints
     axes = [a for a in axis_values(spec) if a not in ("dataset", "seed")]
     out.print(_sweep_table(the_plan, axes))

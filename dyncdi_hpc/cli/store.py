@@ -64,16 +64,22 @@ def status(store_path, verify) -> None:
     type=click.Path(path_type=Path),
     help="Sweep spec whose merge rule to use (default: the rule recorded in the store).",
 )
+@click.option(
+    "--remerge",
+    is_flag=True,
+    help="Replace merged groups that were merged under another merge rule.",
+)
 @user_errors
-def merge(store_path, spec_path) -> None:
+def merge(store_path, spec_path, remerge) -> None:
     """Select, align and merge the best results of each dataset and model."""
     from ..config import MergeRule, load_sweep
-    from ..merge.combine import merge_store
+    from ..merge.combine import check_rule, merge_store
     from ..store.summary import merged_line
     from ..store.zarr_store import Store
 
     store = Store.open(store_path)
     rule = load_sweep(spec_path).merge if spec_path else MergeRule(**store.merge_rule())
+    check_rule(store, rule, remerge)
     before = set(store.quarantined())
     keys = merge_store(store, rule)
     for entry, why in sorted(store.quarantined().items()):

@@ -125,6 +125,13 @@ class MergeRule(Frozen):
         description="leave out of the merge a result whose fit ran away: its last AD stage "
         "ended at a higher loss than it started from (finite but garbage)",
     )
+    refine_iterations: int = Field(
+        0,
+        ge=0,
+        description="error-reduction iterations that refine the merged mean onto the data "
+        "inside the members' majority support widened by 2 voxels (0: the plain mean); the mean "
+        "of members that differ in detail fits the data worse than any of them",
+    )
     max_error_ratio: float | None = Field(
         1000.0,
         gt=1,

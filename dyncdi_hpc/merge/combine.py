@@ -21,6 +21,7 @@ from ..analysis.strain import displacement_along_h, strain_along_h
 from ..analysis.uncertainty import Spread, bootstrap_spread, ensemble_spread
 from ..config import MergeRule
 from ..data.measurement import Measurement, read_measurement
+from ..errors import DyncdiError
 from ..identity import stable_hash
 from ..physics.objects import support_of
 from ..provenance import provenance
@@ -28,6 +29,7 @@ from ..store.groups import complex_object, encode_merged
 from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
 from .align import align, dice, move_like, phase_rms
+from .refine import fourier_error, refine_onto_data, refine_region
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,39 @@ class _Fields:
     fields: dict[str, np.ndarray]
     support: np.ndarray
     vs_truth: dict
+    fit: dict
+
+
+def _fit_to_data(members: np.ndarray, merged: Merged, m: Measurement, rule: MergeRule):
+    """The merged object refined onto the data (rule.refine_iterations; refine.py) and how
+    it and every member fit them (kinematical Fourier error at the best scale)."""
+    member_errors = [fourier_error(x, m.intensity, m.mask) for x in members]
+    mean_error = fourier_error(merged.obj, m.intensity, m.mask)
+    obj, error, region = merged.obj, mean_error, None
+    if rule.refine_iterations:
+        region = refine_region(merged.support_probability)
+        refined = refine_onto_data(obj, region, m.intensity, m.mask, rule.refine_iterations)
+        obj = refined / max(float(np.abs(refined).max()), 1e-30)
+        error = fourier_error(obj, m.intensity, m.mask)
+    best = min(member_errors)
+    fit = {
+        "fourier_error": error,
+        "mean_fourier_error": mean_error,
+        "member_fourier_errors": member_errors,
+        "best_member_fourier_error": best,
+        "error_ratio_to_best": error / max(best, 1e-300),
+        "refine_iterations": rule.refine_iterations,
+        "refine_support_voxels": None if region is None else int(region.sum()),
+        "metric": "sum((|F| - sqrt I)^2) / sum(I) over measured voxels, kinematical |F| at "
+        "its least-squares scale",
+    }
+    return Merged(obj, merged.amplitude_std, merged.phase_std, merged.support_probability), fit
 
 
 def _merged_fields(members: np.ndarray, m: Measurement, rule: MergeRule) -> _Fields:
     """Mean object, displacement and strain along h, their spreads and the support
     probability; moved onto the truth (twin, shift) when the measurement has one."""
-    merged = combine(members)
+    merged, fit = _fit_to_data(members, combine(members), m, rule)
     geometry = m.geometry
     h_nm = geometry.h_nm
     region = merged.support_probability >= 0.5
@@ -191,7 +220,7 @@ def _merged_fields(members: np.ndarray, m: Measurement, rule: MergeRule) -> _Fie
     if boot is not None:
         for name, values in vars(boot).items():
             fields[f"{name}_sem"] = values
-    return _Fields(fields, support, vs_truth)
+    return _Fields(fields, support, vs_truth, fit)
 
 
 def _strain_rms(strain: np.ndarray, m: Measurement) -> float:
@@ -345,6 +374,7 @@ def merge_group(
             "geometry": m.geometry.to_attrs(),
             "vs_truth": merged.vs_truth,
             "resolution": _resolution(transfer),
+            "fit": merged.fit,
             # what the members' final Fourier errors compare with (issue #15)
             "fourier_error_floor": poisson_floor(m.intensity, m.mask),
             "extent_nm": {
@@ -356,6 +386,30 @@ def merge_group(
     )
     store.write_merged(key, ds)
     return key
+
+
+def check_rule(store: Store, rule: MergeRule, remerge: bool = False) -> None:
+    """Refuse (DyncdiError) to replace a merged group that was merged under another rule,
+    unless remerge: a changed merge section never silently overwrites a merged result."""
+    if remerge:
+        return
+    for key in store.merged_keys():
+        try:
+            old = store.merged_attrs(key).get("rule")
+        except DamagedGroup:
+            continue  # quarantined and merged again by the merge itself
+        if old is None:
+            continue
+        new = rule.model_dump(mode="json")
+        defaults = MergeRule().model_dump(mode="json")
+        changed = sorted(k for k, v in new.items() if old.get(k, defaults[k]) != v)
+        changed += sorted(set(old) - set(new))
+        if changed:
+            raise DyncdiError(
+                "merge",
+                f"merged/{key} was merged under another rule ({', '.join(changed)} differ)",
+                "pass --remerge to replace it, or restore the rule it was merged with",
+            )
 
 
 def merge_store(store: Store, rule: MergeRule, skip_unchanged: bool = False) -> list[str]:

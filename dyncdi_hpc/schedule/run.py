@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import inputs
 from ..config import SweepSpec, TaskSpec
 from ..errors import DyncdiError
+from ..merge.combine import check_rule
 from ..merge.generations import next_generation
 from ..store.leases import Leases, new_driver_id
 from ..store.space import (
@@ -150,12 +151,14 @@ def plan_sweep(
     retry_failed: bool = False,
     write: bool = True,
     profile: ClusterProfile | None = None,
+    remerge: bool = False,
 ) -> tuple[Store | None, Plan]:
     """Resolve and validate every dataset and multi set (inputs.resolve), split the tasks by
     what is done, and with write=True check the free space (space.check_room), that every
     task fits a worker of `profile` and every simulation the driver (footprint.py), then
     write the inputs the store lacks (a multi set's simulated datasets too). With
-    write=False nothing is simulated or written."""
+    write=False nothing is simulated or written. A merged group merged under another rule
+    is refused unless remerge (merge.combine.check_rule)."""
     store_path = Path(store_path)
     existing = Store.open(store_path) if (store_path / "zarr.json").is_file() else None
     resolved = inputs.resolve(spec, existing)
@@ -164,6 +167,8 @@ def plan_sweep(
     if not write:
         return existing, the_plan
     check_plan(resolved, the_plan, store_path, profile)
+    if existing is not None:
+        check_rule(existing, spec.merge, remerge)
     groups = inputs.build(spec, resolved, existing)
     store = Store.create(store_path)
     inputs.write(store, groups)
@@ -194,6 +199,7 @@ def preview(
     store_path: Path,
     retry_failed: bool = False,
     profile: ClusterProfile | None = None,
+    remerge: bool = False,
 ) -> Preview:
     """What a run would do, without writing anything: the plan, the bytes it would write
     (store_estimate), the free bytes where the store is (or would be), each dataset's
@@ -204,6 +210,8 @@ def preview(
     the_plan = plan(expand(spec, inputs.fingerprints(resolved)), existing, retry_failed)
     try:
         check_plan(resolved, the_plan, store_path, profile)
+        if existing is not None:
+            check_rule(existing, spec.merge, remerge)
         refusal = None
     except DyncdiError as exc:
         refusal = exc
@@ -340,13 +348,14 @@ def run_sweep(
     retry_failed: bool = False,
     report_dir: Path | None = None,
     console: Console | None = None,
+    remerge: bool = False,
 ) -> SweepOutcome:
     """The whole job: inputs -> tasks -> cluster -> store [-> next generation ...] -> merge
     [-> multi-reflection sets] -> report. A rerun skips every task already in the store,
     generation by generation, and every multi set whose inputs and merged members are the same."""
     console = console or Console(stderr=True)
     profile = load_profile(cluster, overrides)
-    store, the_plan = plan_sweep(spec, store_path, retry_failed, profile=profile)
+    store, the_plan = plan_sweep(spec, store_path, retry_failed, profile=profile, remerge=remerge)
     assert store is not None
     run = _Run(spec, store, profile, console, SweepOutcome(store=store.path, total=0, skipped=0))
     leases = Leases(store.path)
