@@ -8,7 +8,7 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import cohere, distributed, dynamical, footprint, kernels, quality
+from . import cohere, distributed, dynamical, footprint, kernels, quality, real_34idc
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -19,17 +19,19 @@ BENCHMARKS: dict[str, Benchmark] = {
     "cohere": cohere.run,
     "thick_crystal": quality.run_thick_crystal,
     "sizes": quality.run_sizes,
+    "real_34idc": real_34idc.run,
 }
 
 # Each runs a whole workflow sweep (minutes to tens of minutes): `run --quick` without --only
 # leaves them out so that it stays under 10 minutes; `--only NAME [--quick]` runs one.
-WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes")
+WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes", "real_34idc")
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
     "dynamical": dynamical.plot,
     "cohere": cohere.plot,
     "sizes": quality.plot_sizes,
+    "real_34idc": real_34idc.plot,
 }
 
 __all__ = ["BENCHMARKS", "PLOTS", "WORKFLOW_BENCHMARKS"]

@@ -32,7 +32,7 @@ def cli() -> None:
 def run(quick: bool, only: str | None, results_dir: Path) -> None:
     """Run the benchmarks, write one JSON each and print their tables.
 
-    --quick without --only leaves out the workflow benchmarks (thick_crystal, sizes).
+    --quick without --only leaves out the workflow benchmarks (thick_crystal, sizes, real_34idc).
     """
     if only:
         selected = {only: BENCHMARKS[only]}
