@@ -110,14 +110,14 @@ def test_symmetric_geometry_is_a_case_of_the_measured_one():
     assert frame.q_nm == pytest.approx(g.h_nm, rel=1e-7)
 
 
-def test_scan54_steps_match_xrayutilities():
-    geometry = scan54_config().build()
-    expected, q_peak = xu_steps(
+def _scan54_xu(centre_channel: tuple[int, int]):
+    """xrayutilities' q steps of scan 54 at its peak pixel, for a given centre channel."""
+    return xu_steps(
         ("y+", "z-", "y+"),
         ("y+", "x-"),
         "y-",
         "x+",
-        (256, 256),
+        centre_channel,
         (512, 512),
         55e-6,
         0.5,
@@ -128,6 +128,11 @@ def test_scan54_steps_match_xrayutilities():
         0.005,
         (126, 127),
     )
+
+
+def test_scan54_steps_match_xrayutilities():
+    geometry = scan54_config().build()
+    expected, q_peak = _scan54_xu((256, 256))
     got = geometry.q_basis_lab
     np.testing.assert_allclose(
         np.linalg.norm(got, axis=0), np.linalg.norm(expected, axis=0), rtol=0.005
@@ -145,22 +150,7 @@ def test_centre_channel_moved_by_100_pixels_moves_the_steps():
     base = scan54_config().build().q_basis_lab
     moved_cfg = scan54_config(centre_channel=(356, 256))
     moved = moved_cfg.build().q_basis_lab
-    expected, _ = xu_steps(
-        ("y+", "z-", "y+"),
-        ("y+", "x-"),
-        "y-",
-        "x+",
-        (356, 256),
-        (512, 512),
-        55e-6,
-        0.5,
-        9000.0,
-        (SCAN54["Theta"], SCAN54["Chi"], SCAN54["Phi"]),
-        (SCAN54["Delta"], SCAN54["Gamma"]),
-        0,
-        0.005,
-        (126, 127),
-    )
+    expected, _ = _scan54_xu((356, 256))
     np.testing.assert_allclose(
         np.linalg.norm(moved, axis=0), np.linalg.norm(expected, axis=0), rtol=0.005
     )
