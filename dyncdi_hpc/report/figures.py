@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -179,7 +180,7 @@ def sample_slices_figure(
             ax.set_ylabel(f"{names[vi]} (nm)", fontsize=8)
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 100))  # frame descriptions run long
     fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
