@@ -30,6 +30,14 @@ def user_errors(fn):
     return wrapper
 
 
+# one flag for every command that merges (sweep, merge): merge.combine.check_rule
+remerge_option = click.option(
+    "--remerge",
+    is_flag=True,
+    help="Replace merged groups that were merged under another merge rule.",
+)
+
+
 @click.group()
 @click.version_option(package_name="dyncdi-hpc")
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .base import EXIT_TASKS_FAILED, console, main, out, user_errors
+from .base import EXIT_TASKS_FAILED, console, main, out, remerge_option, user_errors
 
 
 def _sweep_table(the_plan, axes: list[str]) -> Table:
@@ -40,11 +40,7 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
 )
 @click.option("--dry-run", is_flag=True, help="Print the task table and run nothing.")
 @click.option("--retry-failed", is_flag=True, help="Recompute tasks that failed before.")
-@click.option(
-    "--remerge",
-    is_flag=True,
-    help="Replace merged groups that were merged under another merge rule.",
-)
+@remerge_option
 @click.option(
     "--report",
     "report_dir",

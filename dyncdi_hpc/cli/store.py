@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from ..errors import DyncdiError
-from .base import EXIT_TASKS_FAILED, main, out, user_errors
+from .base import EXIT_TASKS_FAILED, main, out, remerge_option, user_errors
 
 RICH_ROWS = 200
 
@@ -64,11 +64,7 @@ def status(store_path, verify) -> None:
     type=click.Path(path_type=Path),
     help="Sweep spec whose merge rule to use (default: the rule recorded in the store).",
 )
-@click.option(
-    "--remerge",
-    is_flag=True,
-    help="Replace merged groups that were merged under another merge rule.",
-)
+@remerge_option
 @user_errors
 def merge(store_path, spec_path, remerge) -> None:
     """Select, align and merge the best results of each dataset and model."""
