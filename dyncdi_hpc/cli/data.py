@@ -32,6 +32,7 @@ def simulate(config_path, store, name) -> None:
     ds = simulated_input(cfg, name)
     s = Store.create(store)
     s.write_input(name, ds)
+    s.consolidate()
     out.print(
         f"wrote inputs/{name} ({ds['intensity'].shape}, peak "
         f"{float(ds['intensity'].max()):.0f} counts) into {s.path}"
@@ -94,6 +95,7 @@ def load(frames, store, geometry_path, name, **options):
     name = name or (f"scan{kwargs['scan']}" if kwargs["scan"] is not None else Path(frames).stem)
     s = Store.create(store)
     s.write_input(name, ds)
+    s.consolidate()
     out.print(load_summary(name, ds, s.path))
 
 

@@ -48,11 +48,13 @@ def grid_dataset(store: Store, key: str) -> xr.Dataset:
     float32 (support bool), without interpolation."""
     ds = store.read_merged(key)
     fields = {
-        name: var.astype(bool if var.dtype == bool else np.float32)
+        name: var.variable.astype(bool if var.dtype == bool else np.float32)
         for name, var in ds.data_vars.items()
         if var.dims == GRID_DIMS
     }
-    return xr.Dataset(fields, attrs={"key": key})
+    # index coordinates: the writers place voxels by index times the frame's steps
+    index = {d: np.arange(n) for d, n in zip(GRID_DIMS, ds["support"].shape, strict=True)}
+    return xr.Dataset(fields, coords=index, attrs={"key": key})
 
 
 def export_keys(store: Store, keys: list[str] | None) -> list[str]:

@@ -55,15 +55,21 @@ def complex_object(ds: xr.Dataset) -> np.ndarray:
     return ds["amplitude"].values * np.exp(1j * ds["phase"].values)
 
 
-def grid_coords(shape: tuple[int, ...]) -> dict:
-    """Index coordinates of a conjugate grid of shape (N0, N1, N2) (its basis lives in attrs)."""
+def grid_coords(shape: tuple[int, ...], real_basis_nm: np.ndarray | None = None) -> dict:
+    """Coordinates of a conjugate grid of shape (N0, N1, N2): position along each real-space
+    step a_i (nm, 0 at the centre voxel N_i // 2) when real_basis_nm (3, 3; columns a_i) is
+    given, else voxel indices. The steps' directions live in attrs (real_basis_nm)."""
+    if real_basis_nm is None:
+        steps, units = np.ones(len(shape)), "voxel"
+    else:
+        steps, units = np.linalg.norm(np.asarray(real_basis_nm, float), axis=0), "nm"
     return {
         dim: xr.DataArray(
-            np.arange(n),
+            (np.arange(n) - n // 2) * step if units == "nm" else np.arange(n),
             dims=dim,
-            attrs={"units": "voxel", "long_name": f"conjugate grid axis {i}"},
+            attrs={"units": units, "long_name": f"position along real-space step a{i}"},
         )
-        for i, (dim, n) in enumerate(zip(GRID_DIMS, shape, strict=True))
+        for i, (dim, n, step) in enumerate(zip(GRID_DIMS, shape, steps, strict=True))
     }
 
 
@@ -113,7 +119,7 @@ def encode_input(
         "row": xr.DataArray(np.arange(geometry.shape[1]), dims="row", attrs={"units": "pixel"}),
         "col": xr.DataArray(np.arange(geometry.shape[2]), dims="col", attrs={"units": "pixel"}),
     }
-    coords.update(grid_coords(geometry.shape))
+    coords.update(grid_coords(geometry.shape, geometry.real_basis))
     variables = {
         "intensity": xr.Variable(
             DETECTOR_DIMS, intensity, attrs={"units": "counts", "long_name": "diffracted intensity"}
@@ -329,7 +335,7 @@ def encode_merged(
     return xr.Dataset(
         variables,
         coords={
-            **grid_coords(support.shape),
+            **grid_coords(support.shape, attrs.get("real_basis_nm")),
             "member": np.arange(n_members),
             "q_shell": ("q_shell", q_nm, {"units": "nm^-1", "long_name": "|q|"}),
         },

@@ -8,14 +8,41 @@ from collections import Counter
 from .integrity import DamagedGroup
 from .zarr_store import Store
 
+COLUMNS = ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason")
 
-def _row(tid: str, a: dict, note: str) -> tuple:
+
+def _flat(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested parameters as dotted keys (shrinkwrap.every) with printable values."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+def varying(params: list[dict]) -> list[str]:
+    """The parameter keys (dotted) whose values differ between results: the sweep's axes."""
+    flats = [_flat(p) for p in params]
+    keys = dict.fromkeys(k for f in flats for k in f)
+    return [k for k in keys if len({f.get(k, "") for f in flats}) > 1]
+
+
+def _parameters(a: dict) -> dict:
+    """A result's parameters and its generation (an axis of a sweep with generations)."""
+    return {**(a["spec"].get("params") or {}), "generation": a["spec"].get("generation", 0)}
+
+
+def _row(tid: str, a: dict, note: str, axes: list[str]) -> tuple:
     m = a.get("metrics") or {}
     reason = note or ((a.get("reason") or "").splitlines() or [""])[0]
+    flat = _flat(_parameters(a))
     return (
         tid,
         a["spec"]["dataset"],
         a["spec"]["seed"],
+        *(flat.get(k, "") for k in axes),
         a["status"],
         f"{m['error']:.3g}" if "error" in m else "",
         f"{m['loss']:.4g}" if "loss" in m else "",
@@ -34,30 +61,37 @@ def _diverged_notes(store: Store) -> dict[str, str]:
     return notes
 
 
-def status_rows(store: Store, verify: bool = False) -> tuple[list[tuple], Counter]:
-    """One row per result (task, dataset, seed, status, error, loss, wall s, device, reason);
-    a damaged group is a row of status "damaged" naming why. verify: read every result's
-    arrays and check their checksums (slow; without it only the metadata is looked at)."""
-    rows, counts = [], Counter()
+def status_rows(store: Store, verify: bool = False) -> tuple[tuple[str, ...], list[tuple], Counter]:
+    """Columns and one row per result (task, dataset, seed, every parameter that differs
+    between results, status, error, loss, wall s, device, reason); a damaged group is a row of
+    status "damaged" naming why. verify: read every result's arrays and check their checksums
+    (slow; without it only the metadata is looked at)."""
+    found, damaged, counts = {}, [], Counter()
     notes = _diverged_notes(store)
     for tid in store.damaged_names("results"):
-        rows.append((tid, "", "", "damaged", "", "", "", "", "zarr.json is missing"))
-        counts["damaged"] += 1
+        damaged.append((tid, "zarr.json is missing"))
     for tid in store.result_ids():
         try:
             a = store.result_attrs(tid)
             if verify and a.get("status") == "done":
                 store.read_result(tid)
         except DamagedGroup as exc:
-            rows.append((tid, "", "", "damaged", "", "", "", "", exc.reason[:60]))
-            counts["damaged"] += 1
+            damaged.append((tid, exc.reason[:60]))
             continue
-        rows.append(_row(tid, a, notes.get(tid, "")))
+        found[tid] = a
+    axes = varying([_parameters(a) for a in found.values()])
+    columns = (*COLUMNS[:3], *axes, *COLUMNS[3:])
+    empty = ("",) * len(axes)
+    rows = [(tid, "", "", *empty, "damaged", "", "", "", "", why) for tid, why in damaged]
+    if damaged:
+        counts["damaged"] = len(damaged)
+    for tid, a in found.items():
+        rows.append(_row(tid, a, notes.get(tid, ""), axes))
         counts[a["status"]] += 1
     expected = store.planned_count()
     if expected is not None and expected > len(rows):
         counts["pending"] = expected - len(rows)
-    return rows, counts
+    return columns, rows, counts
 
 
 def truth_phase_rms(attrs: dict) -> float | None:
@@ -78,7 +112,9 @@ def merged_line(key: str, attrs: dict) -> str:
     if extent:
         sizes = " x ".join(f"{extent[a]:.0f}" for a in ("x", "y", "z"))
         extra += f"; extent {sizes} nm ({extent.get('frame', 'lab')} x, y, z)"
-    return f"merged/{key}: {len(attrs['members'])} of {attrs['candidates']} results{extra}"
+    starts = attrs.get("independent_starts")
+    of = f" from {starts} independent starts" if starts is not None else ""
+    return f"merged/{key}: {len(attrs['members'])} of {attrs['candidates']} results{of}{extra}"
 
 
 def multi_vs_truth_text(attrs: dict) -> str:

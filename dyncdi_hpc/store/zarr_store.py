@@ -39,8 +39,10 @@ import zarr
 
 from ..errors import DyncdiError
 from ..provenance import now_iso
+from . import consolidated
 from .groups import decode_result
 from .integrity import CHECKSUMS, DamagedGroup, checksums, verify
+from .leases import Leases
 from .space import full_error, is_full
 
 LAYOUT = "dyncdi-hpc/1"
@@ -120,7 +122,8 @@ class Store:
         path = cls.check_writable(path)
         if not (path / "zarr.json").is_file():
             cls._create_atomically(path)
-        root = zarr.open_group(path, mode="a", zarr_format=3)
+        consolidated.drop(path)
+        root = zarr.open_group(path, mode="a", zarr_format=3, use_consolidated=False)
         if root.attrs.get("layout") != LAYOUT:
             raise DyncdiError(
                 "store", f"unknown layout {root.attrs.get('layout')!r}", "use a new store"
@@ -231,6 +234,7 @@ class Store:
         return staging
 
     def _write_atomic(self, section: str, name: str, ds: xr.Dataset, replace: bool) -> bool:
+        consolidated.drop(self.path)
         staging = self._stage(name, ds)
         if replace:
             self._swap(section, name, staging)
@@ -267,6 +271,7 @@ class Store:
                 shutil.rmtree(old, ignore_errors=True)
 
     def _discard(self, section: str, name: str) -> None:
+        consolidated.drop(self.path)
         target = self._group_dir(section, name)
         if target.is_symlink():
             version = target.resolve()
@@ -282,6 +287,7 @@ class Store:
 
     def quarantine(self, section: str, name: str, reason: str) -> Path:
         """Move a damaged group aside into _quarantine/ with a note of why; returns where."""
+        consolidated.drop(self.path)
         target = self._group_dir(section, name)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         dest = self.path / "_quarantine" / f"{section}-{name}-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -316,10 +322,19 @@ class Store:
     # sweeps recorded in the root attributes (written by the driver only) --------------
     def record_sweep(self, name: str, spec: dict, task_ids: list[str]) -> None:
         """Remember a sweep's spec and task ids (for status and merge without the YAML)."""
-        root = zarr.open_group(self.path, mode="a", zarr_format=3)
+        consolidated.drop(self.path)
+        root = zarr.open_group(self.path, mode="a", zarr_format=3, use_consolidated=False)
         sweeps = dict(root.attrs.get("sweeps", {}))
         sweeps[name] = {"spec": spec, "task_ids": task_ids, "recorded_at": now_iso()}
         root.attrs["sweeps"] = sweeps
+
+    def consolidate(self, own_drivers: int = 0) -> bool:
+        """Consolidated metadata at the root, so that plain xarray.open_zarr opens every group
+        without a warning; only when no more than own_drivers (the caller's) drivers are at
+        work, since others may be adding groups (consolidated.py). False when not written."""
+        if len(Leases(self.path).live_drivers()) > own_drivers:
+            return False
+        return consolidated.consolidate(self.path)
 
     def sweeps(self) -> dict:
         """Recorded sweeps by name."""

@@ -39,6 +39,23 @@ def _count_groups_in_another_process(store) -> dict:
     return json.loads(run.stdout)
 
 
+def _open_merged_with_xarray_defaults(store) -> None:
+    """Every group of the finished store opens with plain xarray, no warning, nm coords."""
+    code = (
+        "import sys, xarray as xr\n"
+        "for g in ('inputs/xtal', 'merged/xtal-kinematical'):\n"
+        "    ds = xr.open_zarr(sys.argv[1], group=g)\n"
+        "    assert ds['x0'].attrs['units'] == 'nm', ds['x0'].attrs\n"
+        "    assert abs(float(ds['x0'][1] - ds['x0'][0]) - 1) > 1, ds['x0'].values\n"
+        "    assert float(ds['x0'][ds.sizes['x0'] // 2]) == 0.0\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(store)], capture_output=True, text=True
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
 def test_sweep_resume_and_extension(tmp_path):
     store = tmp_path / "s.zarr"
     spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": 2, "tv_weight": [0.0, 1e-3]})
@@ -49,6 +66,11 @@ def test_sweep_resume_and_extension(tmp_path):
     # plain xarray sees each result's one complex array (amplitude and phase on read)
     assert all(v[0] == "done" and v[2] == ["object"] for v in first.values())
     assert (tmp_path / "s-report" / "index.html").is_file()
+    assert "merging the best results of each dataset and model:" in output
+    assert "writing the report:" in output
+    status = CliRunner().invoke(main, ["status", str(store)]).output
+    assert "tv_weight" in status and "0.001" in status  # the sweep's axis is a column
+    _open_merged_with_xarray_defaults(store)
 
     again = _sweep(spec)
     assert "nothing to compute" in again
@@ -88,7 +110,7 @@ def test_demo_sweep_noiseless_merged_phase_error(tmp_path):
     spec = tmp_path / "demo.yaml"
     spec.write_text(yaml.safe_dump(demo))
     output = _sweep(spec, "--store", tmp_path / "demo.zarr")
-    assert "this run: done 8" in output
+    assert "this run: done 16" in output
     s = Store.open(tmp_path / "demo.zarr")
     v = s.merged_attrs("au111-kinematical")["vs_truth"]
     assert v["phase_rms_rad"] < 0.2

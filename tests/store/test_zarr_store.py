@@ -43,14 +43,15 @@ def test_plain_xarray_in_another_process_opens_every_group(tmp_path):
     store.write_input("data", _ds(0.5))
     store.write_result("t1", _ds(1.5))
     store.write_merged("data-kinematical", _ds(2.5))
-    code = (
+    assert store.consolidate()
+    code = (  # xarray's defaults, every warning an error
         "import sys, xarray as xr\n"
         "for g in ('inputs/data', 'results/t1', 'merged/data-kinematical'):\n"
-        "    ds = xr.open_zarr(sys.argv[1], group=g, consolidated=False)\n"
+        "    ds = xr.open_zarr(sys.argv[1], group=g)\n"
         "    print(g, float(ds['a'].mean()), ds['a'].attrs['units'])\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "s.zarr")],
+        [sys.executable, "-W", "error", "-c", code, str(tmp_path / "s.zarr")],
         capture_output=True,
         text=True,
         check=True,
