@@ -54,12 +54,14 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, remerge, 
     Exit status: 0 every task done; 2 bad input (one line on stderr, nothing submitted); 3 the
     sweep ran but some tasks failed or errored (listed; --retry-failed recomputes them).
     """
-    from ..config import SweepSpec, load_sweep
-    from ..schedule.profiles import split_overrides
-    from ..schedule.run import run_sweep
+    # the imports (JAX, Dask) take seconds: a spinner on a terminal, gone when they are done
+    with console.status(f"reading {spec_path} ..."):
+        from ..config import SweepSpec, load_sweep
+        from ..schedule.profiles import split_overrides
+        from ..schedule.run import run_sweep
 
-    spec_overrides, overrides = split_overrides(overrides, set(SweepSpec.model_fields))
-    spec = load_sweep(spec_path, spec_overrides)
+        spec_overrides, overrides = split_overrides(overrides, set(SweepSpec.model_fields))
+        spec = load_sweep(spec_path, spec_overrides)
     store_path = Path(store).absolute() if store else spec.store
     profile_name = cluster or spec.cluster
     if dry_run:

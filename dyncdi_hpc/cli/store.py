@@ -35,8 +35,7 @@ def status(store_path, verify) -> None:
     from ..store.zarr_store import Store
 
     store = Store.open(store_path)
-    rows, counts = status_rows(store, verify=verify)
-    columns = ("task", "dataset", "seed", "status", "error", "loss", "wall s", "device", "reason")
+    columns, rows, counts = status_rows(store, verify=verify)
     if len(rows) > RICH_ROWS:  # a drawn table of thousands of rows takes seconds
         _plain_table(str(store.path), columns, rows)
     else:
@@ -85,6 +84,7 @@ def merge(store_path, spec_path, remerge) -> None:
         raise DyncdiError("merge", "no completed results in the store", "run a sweep first")
     for key in keys:
         out.print(merged_line(key, store.merged_attrs(key)))
+    store.consolidate()
 
 
 @main.command()

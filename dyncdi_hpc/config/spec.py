@@ -19,13 +19,17 @@ from .simulate import SimulateConfig
 class SimulatedDataset(Frozen):
     """A dataset simulated by the sweep itself before any task runs."""
 
-    simulate: SimulateConfig
+    simulate: SimulateConfig = Field(
+        description="the simulation (crystal, displacement, geometry, counts, noise)"
+    )
 
 
 class StoredDataset(Frozen):
     """A dataset already in the sweep's store (written by `dyncdi simulate` or `dyncdi load`)."""
 
-    from_store: Literal[True] = True
+    from_store: Literal[True] = Field(
+        True, description="read inputs/NAME from the store (dyncdi simulate or load wrote it)"
+    )
 
 
 class ArrayDataset(Frozen):
@@ -36,7 +40,9 @@ class ArrayDataset(Frozen):
     `geometry` holds GeometryConfig fields that override the files' values (together they
     must give a complete geometry). Relative paths are taken from the sweep file's folder."""
 
-    path: Path
+    path: Path = Field(
+        description="the scan: .npy/.npz, CXI/NeXus/HDF5, TIFF folder, BLISS file, Eiger master"
+    )
     geometry: dict[str, Any] = Field(
         default_factory=dict, description="GeometryConfig fields; override the files' values"
     )
@@ -103,10 +109,22 @@ DatasetSpec = Annotated[
 class MergeRule(Frozen):
     """Which results are merged: grouped by dataset and model, best by a metric."""
 
-    metric: Literal["error", "loss"] = "error"
-    select: Literal["best_fraction", "best_n", "all"] = "best_fraction"
-    fraction: float = Field(0.5, gt=0, le=1)
-    n: int = Field(4, ge=1)
+    metric: Literal["error", "loss"] = Field(
+        "error", description="ranking: the normalised Fourier error or the final AD loss"
+    )
+    select: Literal["best_fraction", "best_n", "all"] = Field(
+        "best_fraction", description="which of a group's ranked results are merged"
+    )
+    fraction: float = Field(
+        0.5, gt=0, le=1, description="share of each group merged (select: best_fraction)"
+    )
+    n: int = Field(4, ge=1, description="results of each group merged (select: best_n)")
+    one_per_start: bool = Field(
+        False,
+        description="rank each random start by its best result only, so that the members (and "
+        "the uncertainty over them) are independent solutions: a regularisation axis gives "
+        "near-identical results from one start",
+    )
     reject_outliers: bool = Field(
         True, description="exclude selected members that disagree with the majority"
     )
@@ -119,7 +137,7 @@ class MergeRule(Frozen):
     bootstrap: int = Field(
         0, ge=0, description="bootstrap resamples for the merged fields' standard error (0: off)"
     )
-    bootstrap_seed: int = 0
+    bootstrap_seed: int = Field(0, description="random seed of the bootstrap resamples")
     reject_diverged: bool = Field(
         True,
         description="leave out of the merge a result whose fit ran away: its last AD stage "
@@ -180,17 +198,29 @@ def _check_seeds(values: int | list[Any]) -> None:
 class SweepSpec(Frozen):
     """A whole sweep: datasets, base parameters, axes, store, cluster profile and merge rule."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    store: Path
-    cluster: str = "local"
-    datasets: dict[str, DatasetSpec]
-    base: ReconParams = ReconParams()
-    sweep: dict[str, int | list[Any]] = Field(default_factory=lambda: {"seed": 1})
-    merge: MergeRule = MergeRule()
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the sweep's name")
+    store: Path = Field(
+        description="Zarr store, relative to the spec file's folder (--store overrides it)"
+    )
+    cluster: str = Field("local", description="cluster profile: a name or a YAML path")
+    datasets: dict[str, DatasetSpec] = Field(
+        description="datasets by name: each simulate:, path: (measured) or from_store: true"
+    )
+    base: ReconParams = Field(
+        ReconParams(), description="reconstruction parameters every task shares"
+    )
+    sweep: dict[str, int | list[Any]] = Field(
+        default_factory=lambda: {"seed": 1},
+        description="axes, tasks are their product: a base parameter, dataset or seed -> a "
+        "list of values; seed also takes a count N (seeds 0..N-1)",
+    )
+    merge: MergeRule = Field(MergeRule(), description="which results are merged, and how")
     checkpoint_every: int = Field(
         1000, ge=0, description="iterations between saved task states (0: never); not in task ids"
     )
-    generations: Generations | None = None
+    generations: Generations | None = Field(
+        None, description="genetic-algorithm generations after the sweep's own (None: off)"
+    )
     multi: dict[str, MultiReflectionConfig] = Field(
         default_factory=dict,
         description="multi-reflection sets by name, run after the merge; not in task ids",

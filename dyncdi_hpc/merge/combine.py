@@ -48,6 +48,21 @@ def normalise(obj: np.ndarray) -> np.ndarray:
     return obj / level if level > 0 else obj
 
 
+def start_of(spec: dict) -> str:
+    """A result's random start: its bred start, else its seed (other axes share the start)."""
+    return spec.get("start") or f"seed {spec['seed']}"
+
+
+def one_per_start(
+    scored: list[tuple[float, str]], starts: dict[str, str]
+) -> list[tuple[float, str]]:
+    """The best-scored result of each start (scored: (score, task id); starts: id -> start)."""
+    best: dict[str, tuple[float, str]] = {}
+    for item in sorted(scored):
+        best.setdefault(starts[item[1]], item)
+    return list(best.values())
+
+
 def select(scored: list[tuple[float, str]], rule: MergeRule) -> list[tuple[float, str]]:
     """The best members by the rule's metric (lowest first)."""
     ranked = sorted(scored)
@@ -305,9 +320,19 @@ def merge_fingerprint(store: Store, dataset: str, ids: list[str], rule: MergeRul
             "version": MERGE_VERSION,
             "input": store.input_attrs(dataset).get("fingerprint"),
             "candidates": sorted(ids),
-            "rule": rule.model_dump(mode="json"),
+            "rule": _fingerprinted(rule),
         }
     )
+
+
+# rule keys added after MERGE_VERSION 1: in the fingerprint only when set, so that groups
+# merged before they existed stay unchanged for a rerun under the default
+LATER_RULE_KEYS = {"one_per_start": False}
+
+
+def _fingerprinted(rule: MergeRule) -> dict:
+    dump = rule.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if LATER_RULE_KEYS.get(k, object()) != v}
 
 
 def merge_group(
@@ -334,7 +359,8 @@ def merge_group(
     attrs = {t: store.result_attrs(t) for t in ids}
     left_out = diverged(attrs, rule)
     scored = [(float(attrs[t]["metrics"][rule.metric]), t) for t in ids if t not in left_out]
-    chosen = select(scored, rule)
+    starts = {t: start_of(attrs[t]["spec"]) for t in ids}
+    chosen = select(one_per_start(scored, starts) if rule.one_per_start else scored, rule)
     if not chosen:
         return None
     objects = [complex_object(store.read_result(t)) for _, t in chosen]
@@ -362,6 +388,7 @@ def merge_group(
             "rule": rule.model_dump(mode="json"),
             "selected": chosen_ids,
             "members": [chosen_ids[i] for i in kept],
+            "independent_starts": len({starts[chosen_ids[i]] for i in kept}),
             "outliers": _outliers(chosen_ids, agreement),
             "outlier_note": agreement.note,
             "diverged": [

@@ -5,6 +5,7 @@ temporary TLS credentials either kind uses when its profile says ``tls: true``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import shutil
@@ -107,3 +108,27 @@ def _start_local(profile: ClusterProfile) -> Client:
             "cluster", f"the {profile.name!r} cluster did not start: {exc}", "check the profile"
         ) from None
     return Client(cluster)
+
+
+# a worker process of a JAX reconstruction can take several seconds to exit on a loaded machine;
+# distributed's nanny kills it after 4 s (with a warning, and heartbeat tracebacks from workers
+# whose scheduler is already gone)
+WORKER_EXIT_S = 60.0
+
+
+def close_cluster(client: Client) -> None:
+    """Close the client, then a LocalCluster's workers (waiting up to WORKER_EXIT_S for each to
+    exit), then the cluster: an orderly shutdown without kill warnings."""
+    from distributed import LocalCluster
+
+    cluster = client.cluster
+    client.close()
+    if cluster is None:
+        return
+    if isinstance(cluster, LocalCluster):
+        cluster.sync(_close_workers, cluster, WORKER_EXIT_S)
+    cluster.close()
+
+
+async def _close_workers(cluster, timeout: float) -> None:
+    await asyncio.gather(*(w.close(timeout=timeout) for w in cluster.workers.values()))

@@ -42,7 +42,7 @@ from ..store.space import (
 from ..store.zarr_store import Store
 from ..sweep import Plan, expand, plan
 from ..task import run_task
-from .cluster import start_cluster
+from .cluster import close_cluster, start_cluster
 from .footprint import (
     Footprint,
     check_driver_room,
@@ -116,7 +116,9 @@ def execute(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        handle = bar.add_task("sweep", total=len(futures), status="")
+        # until the first result: workers start and each compiles its first task
+        first = "workers starting, JAX compiling (the first results take longest)"
+        handle = bar.add_task("sweep", total=len(futures), status=first)
         for future in as_completed(futures):
             try:
                 summary = future.result()
@@ -136,13 +138,6 @@ def execute(
             bar.update(handle, advance=1, status=status)
             future.release()
     return summaries
-
-
-def _close(client) -> None:
-    cluster = client.cluster
-    client.close()
-    if cluster is not None:
-        cluster.close()
 
 
 def plan_sweep(
@@ -354,8 +349,10 @@ def run_sweep(
     [-> multi-reflection sets] -> report. A rerun skips every task already in the store,
     generation by generation, and every multi set whose inputs and merged members are the same."""
     console = console or Console(stderr=True)
-    profile = load_profile(cluster, overrides)
-    store, the_plan = plan_sweep(spec, store_path, retry_failed, profile=profile, remerge=remerge)
+    with console.status("planning: the inputs (loaded or simulated), the store, the tasks ..."):
+        profile = load_profile(cluster, overrides)
+        the = plan_sweep(spec, store_path, retry_failed, profile=profile, remerge=remerge)
+    store, the_plan = the
     assert store is not None
     run = _Run(spec, store, profile, console, SweepOutcome(store=store.path, total=0, skipped=0))
     leases = Leases(store.path)
@@ -404,7 +401,7 @@ def _run_generations(run: _Run, the_plan: Plan, retry_failed: bool) -> None:
             run.generation(the_plan, label, retry_failed)
     finally:
         if run.client is not None:
-            _close(run.client)
+            close_cluster(run.client)
     run.record_failures(planned)
 
 
@@ -414,11 +411,23 @@ def _finish(run: _Run, report_dir: Path | None) -> None:
     from ..multi.stage import run_multi_stage
     from ..report.page import write_report
 
-    store = run.store
-    run.outcome.merged = merge_store(store, run.spec.merge, skip_unchanged=True)
-    run.outcome.multi, run.outcome.multi_skipped = run_multi_stage(store, run.spec, run.console)
+    store, console = run.store, run.console
+    with _step(console, "merging the best results of each dataset and model"):
+        run.outcome.merged = merge_store(store, run.spec.merge, skip_unchanged=True)
+    run.outcome.multi, run.outcome.multi_skipped = run_multi_stage(store, run.spec, console)
     report = report_dir or default_report_dir(store.path)
-    run.outcome.report = write_report(store, report, skip_unchanged=True)
+    with _step(console, "writing the report"):
+        run.outcome.report = write_report(store, report, skip_unchanged=True)
+    store.consolidate(own_drivers=1)
+
+
+@contextlib.contextmanager
+def _step(console: Console, what: str) -> Iterator[None]:
+    """A spinner while a driver-side step runs, then one line with its wall time."""
+    start = time.perf_counter()
+    with console.status(f"{what} ..."):
+        yield
+    console.print(f"{what}: {time.perf_counter() - start:.1f} s")
 
 
 def default_report_dir(store_path: Path) -> Path:

@@ -74,3 +74,29 @@ def test_merged_group_records_the_floor_and_the_lab_extent(old_store):
     sizes = " x ".join(f"{extent[a]:.0f}" for a in "xyz")
     assert line.endswith(f"; extent {sizes} nm (lab x, y, z)")
     assert np.isfinite([extent[a] for a in "xyz"]).all()
+
+
+def test_members_count_their_independent_starts_and_one_per_start_keeps_them_apart(old_store):
+    # 3 seeds x 3 TV weights: the weights share their seed's random start
+    store = Store.create(old_store)
+    rule = load_sweep(SPEC).merge
+    (key,) = merge_store(store, rule)
+    attrs = store.merged_attrs(key)
+    seeds = [store.result_attrs(t)["spec"]["seed"] for t in attrs["members"]]
+    assert attrs["independent_starts"] == len(set(seeds))
+    assert f"from {len(set(seeds))} independent starts" in merged_line(key, attrs)
+
+    (key,) = merge_store(store, rule.model_copy(update={"one_per_start": True, "fraction": 1.0}))
+    attrs = store.merged_attrs(key)
+    seeds = [store.result_attrs(t)["spec"]["seed"] for t in attrs["selected"]]
+    assert sorted(seeds) == [0, 1, 2]  # each start once, by its best result
+    assert attrs["independent_starts"] == len(attrs["members"])
+    for t in attrs["selected"]:  # ... and that is the best of its start
+        spec = store.result_attrs(t)["spec"]
+        same_start = [
+            store.result_attrs(u)["metrics"]["error"]
+            for u in store.result_ids()
+            if store.result_attrs(u)["spec"]["seed"] == spec["seed"]
+            and store.result_attrs(u)["status"] == "done"
+        ]
+        assert store.result_attrs(t)["metrics"]["error"] == min(same_start)
