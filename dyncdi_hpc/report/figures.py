@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
+from matplotlib.ticker import MaxNLocator
 
 AXIS_NAMES = ("rocking", "row", "column")
 
@@ -20,13 +21,72 @@ def central_slices(volume: np.ndarray) -> list[np.ndarray]:
     return [np.take(volume, volume.shape[a] // 2, axis=a) for a in range(3)]
 
 
-def _row(axes, volume, title, cmap, vmin, vmax, units, fig) -> None:
-    for a, (ax, sl) in enumerate(zip(axes, central_slices(volume), strict=True)):
-        im = ax.imshow(sl, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
-        ax.set_title(f"{title}, {AXIS_NAMES[a]} slice", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(im, ax=axes, shrink=0.8, label=units)
+CONJUGATE_PLANES = ((1, 2), (0, 2), (0, 1))  # (vertical, horizontal) axes of each slice
+CONJUGATE_NAMES = ("x0", "x1", "x2")  # the real-space conjugates of rocking, row and column
+
+
+def _conjugate_row(axes, volume, label, cmap, vmin, vmax, units, grid, fig) -> None:
+    """One row of central slices of a conjugate-grid volume; grid: (coordinates (3 arrays),
+    their unit, limits (3 (low, high) or None))."""
+    coords, unit, limits = grid
+    for normal, (ax, sl) in enumerate(zip(axes, central_slices(volume), strict=True)):
+        v, h = CONJUGATE_PLANES[normal]
+        extent = (coords[h][0], coords[h][-1], coords[v][0], coords[v][-1])
+        im = ax.imshow(sl, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=extent)
+        at = coords[normal][volume.shape[normal] // 2]
+        ax.set_title(
+            f"{label}\n{CONJUGATE_NAMES[h]}-{CONJUGATE_NAMES[v]} plane, "
+            f"{CONJUGATE_NAMES[normal]} = {at:.0f} {unit}",
+            fontsize=8,
+        )
+        if limits is not None:
+            ax.set_xlim(*limits[h])
+            ax.set_ylim(*limits[v])
+        ax.set_xlabel(f"{CONJUGATE_NAMES[h]} ({unit})", fontsize=8)
+        ax.set_ylabel(f"{CONJUGATE_NAMES[v]} ({unit})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=list(axes), shrink=0.85, label=units)
+
+
+def conjugate_axes_nm(shape: tuple[int, ...], voxel_nm) -> list[np.ndarray]:
+    """Coordinates (nm) along each axis of a conjugate grid: voxel N // 2 at 0, steps of the
+    grid's voxel sizes (the lengths of its oblique real-space steps)."""
+    return [(np.arange(n) - n // 2) * float(d) for n, d in zip(shape, voxel_nm, strict=True)]
+
+
+def object_panels(
+    amplitude: np.ndarray,
+    phase: np.ndarray,
+    support: np.ndarray,
+    truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    title: str = "",
+    voxel_nm: tuple[float, float, float] | None = None,
+    limits_nm: list[tuple[float, float]] | None = None,
+) -> plt.Figure:
+    """The figure of object_figure (the caller closes it): central slices of amplitude and
+    phase (inside the support) on the conjugate grid, axes in nm (in voxels without
+    voxel_nm), [+ the ground truth's]."""
+    shown = [("", amplitude, phase, support)]
+    if truth is not None:
+        shown.append(("true ", *truth))
+    rows = []
+    for prefix, amp, phi, inside in shown:
+        phi = np.where(inside, phi, np.nan)
+        rows += [
+            (f"{prefix}amplitude", amp, "gray", "amplitude (relative)", 0, None),
+            (f"{prefix}phase", phi, "twilight", "phase (rad)", -np.pi, np.pi),
+        ]
+    fig, axes = plt.subplots(
+        len(rows), 3, figsize=(10, 3.1 * len(rows)), squeeze=False, layout="constrained"
+    )
+    unit = "voxels" if voxel_nm is None else "nm"
+    coords = conjugate_axes_nm(amplitude.shape, voxel_nm or (1.0, 1.0, 1.0))
+    grid = (coords, unit, limits_nm)
+    for row, (label, volume, cmap, units, vmin, vmax) in enumerate(rows):
+        _conjugate_row(axes[row], volume, label, cmap, vmin, vmax, units, grid, fig)
+    grid_note = "detector-conjugate grid (x0, x1, x2: conjugate to rocking, row, column; oblique)"
+    fig.suptitle(textwrap.fill(f"{title}, {grid_note}" if title else grid_note, 100))
+    return fig
 
 
 def object_figure(
@@ -36,28 +96,14 @@ def object_figure(
     support: np.ndarray,
     truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     title: str = "",
+    voxel_nm: tuple[float, float, float] | None = None,
+    limits_nm: list[tuple[float, float]] | None = None,
 ) -> Path:
-    """Central slices of amplitude and phase (phase shown inside the support) [+ ground truth]."""
-    rows = 4 if truth is not None else 2
-    fig, axes = plt.subplots(rows, 3, figsize=(10, 2.9 * rows), squeeze=False)
-    masked = np.where(support, phase, np.nan)
-    _row(axes[0], amplitude, "amplitude", "gray", 0, None, "relative", fig)
-    _row(axes[1], masked, "phase", "twilight", -np.pi, np.pi, "rad", fig)
-    if truth is not None:
-        t_amp, t_phase, t_support = truth
-        _row(axes[2], t_amp, "true amplitude", "gray", 0, None, "relative", fig)
-        _row(
-            axes[3],
-            np.where(t_support, t_phase, np.nan),
-            "true phase",
-            "twilight",
-            -np.pi,
-            np.pi,
-            "rad",
-            fig,
-        )
-    fig.suptitle(title)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    """Central slices of amplitude and phase (phase shown inside the support) [+ ground truth]
+    on the detector-conjugate grid (voxel_nm: its step lengths), axes in nm, one colour bar
+    with units per row; limits_nm: the (low, high) range shown along x0, x1, x2."""
+    fig = object_panels(amplitude, phase, support, truth, title, voxel_nm, limits_nm)
+    fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
 
@@ -75,7 +121,8 @@ def loss_figure(path: Path, histories: list[dict]) -> Path:
     histories: dicts with pr_error, ad_loss (1D arrays), log_every and state (a key of
     MEMBER_STYLES).
     """
-    fig, (ax_pr, ax_ad) = plt.subplots(1, 2, figsize=(11, 4))
+    # constrained layout keeps the right panel's label clear of its log-scale tick labels
+    fig, (ax_pr, ax_ad) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for h in histories:
         style = MEMBER_STYLES[h["state"]]
         if len(h["pr_error"]):
@@ -95,7 +142,7 @@ def loss_figure(path: Path, histories: list[dict]) -> Path:
     states = sorted({h["state"] for h in histories}, key=list(MEMBER_STYLES).index)
     handles = [plt.Line2D([], [], **MEMBER_STYLES[s]) for s in states]
     ax_ad.legend(handles, [f"{s} ({sum(h['state'] == s for h in histories)})" for s in states])
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
 
@@ -206,9 +253,14 @@ def isosurface_figure(
         mid, half = (lo + hi) / 2, (hi - lo).max() / 2
         for setter, m in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
             setter(m - half, m + half)
-    ax.set_xlabel("x (nm)")
-    ax.set_ylabel("y (nm)")
-    ax.set_zlabel("z along h (nm)")
+    # four ticks an axis and small tick labels: the default's (every 50 or 100 nm) run into
+    # each other and into the axis labels along the foreshortened x and y axes
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax.tick_params(labelsize=8, pad=1)
+    ax.set_xlabel("x (nm)", labelpad=6)
+    ax.set_ylabel("y (nm)", labelpad=6)
+    ax.set_zlabel("z along h (nm)", labelpad=8)
     ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

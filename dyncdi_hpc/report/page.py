@@ -26,6 +26,7 @@ from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
 from .export import sample_frame
 from .figures import (
+    conjugate_axes_nm,
     intensity_figure,
     isosurface_figure,
     loss_figure,
@@ -35,6 +36,9 @@ from .figures import (
 )
 from .model import fourier_error, members_offset, members_widths, modelled_intensity
 from .parts import errors_part, figure, lab_frame_part, mask_part, support_centre
+from .tables import fmt as _fmt
+from .tables import rule_table, sweep_table
+from .tables import table as _table
 
 CSS = (
     "body{font-family:sans-serif;max-width:1150px;margin:auto;color:#222}"
@@ -42,22 +46,6 @@ CSS = (
     "img{max-width:100%}figure{margin:12px 0}figcaption{font-size:13px;color:#444}"
     "pre{font-size:11px;background:#f6f6f6;padding:8px;overflow-x:auto}"
 )
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return "<p>none</p>"
-    header = list(rows[0])
-    out = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-    for r in rows:
-        out += "<tr>" + "".join(f"<td>{_fmt(r.get(h, ''))}</td>" for h in header) + "</tr>"
-    return out + "</table>"
 
 
 def _member_states(attrs: dict) -> dict[str, str]:
@@ -80,12 +68,24 @@ def _limits(support: np.ndarray, axes_nm: list[np.ndarray]) -> list[tuple[float,
     return out
 
 
+def starts_text(attrs: dict) -> str:
+    """The text "N members from K independent starts" when the merge counted the distinct
+    random starts among its members (attrs independent_starts), else "" when it did not."""
+    k = attrs.get("independent_starts")
+    if not isinstance(k, int) or isinstance(k, bool):
+        return ""
+    n = len(attrs["members"])
+    return f"{n} member{'s' * (n != 1)} from {k} independent start{'s' * (k != 1)}"
+
+
 def _merged_summary(attrs: dict) -> list[str]:
-    """The merged group's members, outliers and comparison with the truth, as paragraphs."""
+    """The merged group's members, outliers, merge rule and comparison with the truth."""
     n_sel = len(attrs.get("selected", attrs["members"]))
+    starts = starts_text(attrs)
     parts = [
         f"<p>Merged {len(attrs['members'])} of {n_sel} selected results "
-        f"({attrs['candidates']} candidates; rule {html.escape(json.dumps(attrs['rule']))}).</p>"
+        f"({attrs['candidates']} candidates){f': {starts}' if starts else ''}.</p>"
+        f"<p>Merge rule:</p>{rule_table(attrs['rule'])}"
     ]
     if attrs.get("outliers"):
         rows = [
@@ -216,6 +216,25 @@ def _provenance_part(store: Store, dataset: str, attrs: dict) -> str:
     )
 
 
+def _truth_part(key: str, merged, m: Measurement, out: Path) -> str:
+    """Central slices of the merged object and of the ground truth on the conjugate grid,
+    axes in nm, zoomed on both supports."""
+    support = merged["support"].values
+    voxel_nm = m.geometry.voxel_size_nm
+    axes_nm = conjugate_axes_nm(support.shape, voxel_nm)
+    png = object_figure(
+        out / f"{key}-truth.png",
+        merged["amplitude"].values,
+        merged["phase"].values,
+        support,
+        (m.truth.amplitude, m.truth.phase, m.truth.support),
+        title=f"{key}: merged vs ground truth",
+        voxel_nm=voxel_nm,
+        limits_nm=_limits(support | np.asarray(m.truth.support, bool), axes_nm),
+    )
+    return figure(png, "Merged object vs ground truth, detector-conjugate grid")
+
+
 def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, str]]:
     attrs = store.merged_attrs(key)
     dataset = attrs["dataset"]
@@ -234,15 +253,7 @@ def _merged_section(store: Store, key: str, out: Path) -> tuple[str, dict[str, s
     if "prtf" in merged:
         parts.append(_prtf_part(key, merged, attrs, out))
     if m.truth is not None:
-        png = object_figure(
-            out / f"{key}-truth.png",
-            merged["amplitude"].values,
-            merged["phase"].values,
-            merged["support"].values,
-            (m.truth.amplitude, m.truth.phase, m.truth.support),
-            title=f"{key}: merged vs ground truth (conjugate grid)",
-        )
-        parts.append(figure(png, "Merged object vs ground truth, detector-conjugate grid"))
+        parts.append(_truth_part(key, merged, m, out))
     parts.append(_provenance_part(store, dataset, attrs))
     return "".join(parts), _member_states(attrs)
 
@@ -396,30 +407,35 @@ def write_report(store: Store, out: Path, skip_unchanged: bool = False) -> Path:
     return page
 
 
+def _summary(store: Store, outcome: str) -> str:
+    """The page's summary: one line per merged group (its members, and the independent
+    starts they came from when the merge counted them), then the tasks' outcome."""
+    items = []
+    for key in store.merged_keys():
+        attrs = store.merged_attrs(key)
+        starts = starts_text(attrs)
+        line = f"merged/{key}: {len(attrs['members'])} of {attrs['candidates']} results"
+        items.append(line + (f" ({starts})" if starts else ""))
+    items.append(f"tasks: {outcome}")
+    return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
 def _page(store: Store, sections: list[str], loss_png: Path, rows: list[dict]) -> str:
-    """The whole HTML page: the sections, the loss curves, the sweeps and the task table."""
-    sweep_rows = [
-        {
-            "sweep": name,
-            "tasks": len(s["task_ids"]),
-            "base": json.dumps(s["spec"].get("base", {})),
-            "axes": json.dumps(s["spec"].get("sweep", {})),
-            "merge": json.dumps(s["spec"].get("merge", {})),
-            "recorded": s["recorded_at"],
-        }
-        for name, s in store.sweeps().items()
-    ]
+    """The whole HTML page: the summary, the sections, the loss curves, the sweeps and the
+    task table."""
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     outcome = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no tasks"
+    statuses = {r["task"]: r["status"] for r in rows}
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>dyncdi report</title>"
         f"<style>{CSS}</style></head><body>"
         f"<h1>dyncdi report: {html.escape(str(store.path))}</h1>"
+        + _summary(store, outcome)
         + "".join(sections)
         + "<h2>Loss curves</h2>"
         + figure(loss_png, "Every task; blue: merged, red: outlier, grey: not selected")
-        + f"<h2>Sweep</h2>{_table(sweep_rows)}"
+        + f"<h2>Sweep</h2>{sweep_table(store.sweeps(), statuses)}"
         + f"<h2>Tasks</h2><p>{html.escape(outcome)}</p>{_table(rows)}</body></html>"
     )

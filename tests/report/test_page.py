@@ -10,6 +10,8 @@ import pytest
 
 from dyncdi_hpc.config import MergeRule, load_sweep
 from dyncdi_hpc.merge.combine import merge_store
+from dyncdi_hpc.report import page as page_module
+from dyncdi_hpc.report.figures import object_figure
 from dyncdi_hpc.report.page import write_report
 from dyncdi_hpc.schedule.run import plan_sweep
 from dyncdi_hpc.task import run_task
@@ -53,7 +55,14 @@ def test_merged_group_has_strain_and_uncertainties_with_units(small_store):
     assert ds["member_outlier"].shape == (3,)
 
 
-def test_report_is_a_self_contained_page_with_valid_pngs(small_store, tmp_path):
+def test_report_is_a_self_contained_page_with_valid_pngs(small_store, tmp_path, monkeypatch):
+    truth_figures = []
+
+    def spy(*args, **kwargs):
+        truth_figures.append(kwargs)
+        return object_figure(*args, **kwargs)
+
+    monkeypatch.setattr(page_module, "object_figure", spy)
     page = write_report(small_store, tmp_path / "report")
     html = page.read_text()
     pngs = sorted((tmp_path / "report").glob("*.png"))
@@ -78,6 +87,17 @@ def test_report_is_a_self_contained_page_with_valid_pngs(small_store, tmp_path):
     tasks = html.split("<h2>Tasks</h2>")[1]
     assert tasks.count("<tr>") == 1 + 3
     assert "Provenance" in html and "<h2>Sweep</h2>" in html
+    # the truth comparison on the conjugate grid's own voxel sizes (nm), zoomed on the crystal
+    (kwargs,) = truth_figures
+    assert len(kwargs["voxel_nm"]) == 3 and min(kwargs["voxel_nm"]) > 1.0
+    assert len(kwargs["limits_nm"]) == 3
+    # the merge rule and the sweep: tables of keys and values, no JSON
+    rule = html.split("Merge rule:")[1].split("</table>")[0]
+    sweep = html.split("<h2>Sweep</h2>")[1].split("<h2>Tasks</h2>")[0]
+    for text in (rule, sweep):
+        assert "{" not in text and "&quot;" not in text and '"' not in text
+    assert "<td>select</td><td>all</td>" in rule and "<td>bootstrap</td><td>20</td>" in rule
+    assert "<p>none</p>" in sweep  # plan_sweep records no sweep: test_tables.py shows one
 
 
 def test_rerunning_a_finished_task_is_a_no_op(small_store):

@@ -77,7 +77,9 @@ def test_the_report_of_a_measured_scan_shows_model_masks_lab_frame_and_floor(
     measured_store, tmp_path, monkeypatch
 ):
     extent = {"x": 300.0, "y": 200.0, "z": 100.0, "frame": "lab"}
-    _with_merged_attrs(measured_store, fourier_error_floor=0.002, extent_nm=extent)
+    _with_merged_attrs(
+        measured_store, fourier_error_floor=0.002, extent_nm=extent, independent_starts=2
+    )
     drawn = {}
 
     def spy(name, function):
@@ -102,6 +104,9 @@ def test_the_report_of_a_measured_scan_shows_model_masks_lab_frame_and_floor(
     assert "Poisson floor of the Fourier error: 0.002" in html
     assert "x floor)" in html and "model of the mean" in html
     assert "extent 300 × 200 × 100 nm (lab)" in html
+    # the members' independent starts, in the merged section and in the page's summary
+    assert "(3 candidates): 3 members from 2 independent starts.</p>" in html
+    assert f"<li>merged/{KEY}: 3 of 3 results (3 members from 2 independent starts)</li>" in html
     # the legend counts the stored voxels of each cause and what the corrections read
     (_, causes, legend, frame, _), _ = drawn["mask_cause_figure"]
     assert legend == {code("hot"): "hot: 32 voxels (201 in the frames read)"}
@@ -118,7 +123,7 @@ def test_an_older_store_without_causes_floor_or_extent_gives_a_shorter_report(
     path = tmp_path / "old.zarr"
     shutil.copytree(measured_store.path, path)
     old = Store.open(path)
-    _with_merged_attrs(old, fourier_error_floor=None, extent_nm=None)
+    _with_merged_attrs(old, fourier_error_floor=None, extent_nm=None, independent_starts=None)
     inp = old.read_input("xtal")
     old.write_input("xtal", inp.drop_vars("mask_cause"))  # loaded before mask_cause was stored
     html = write_report(old, tmp_path / "report").read_text()
@@ -126,3 +131,6 @@ def test_an_older_store_without_causes_floor_or_extent_gives_a_shorter_report(
     assert (tmp_path / "report" / f"{KEY}-lab.png").exists()
     assert "Poisson floor" not in html and "x floor" not in html and "Support extent" not in html
     assert "Final Fourier error" in html and "model of the mean" in html
+    # merged before the merge counted independent starts: the members alone, nothing extra
+    assert "independent start" not in html
+    assert f"<li>merged/{KEY}: 3 of 3 results</li>" in html
