@@ -35,8 +35,8 @@ class Circle(Frozen):
 class Rectangle(Frozen):
     """Chip pixels [row_start, row_stop) x [col_start, col_stop) (a gap, a seam)."""
 
-    rows: tuple[int, int]
-    cols: tuple[int, int]
+    rows: tuple[int, int] = Field(description="row_start, row_stop (chip pixels)")
+    cols: tuple[int, int] = Field(description="col_start, col_stop (chip pixels)")
 
 
 class Detector(Frozen):
@@ -57,8 +57,8 @@ class Detector(Frozen):
         None, gt=0, description="counts at and above which a pixel is lost"
     )
     rotation_deg: float = Field(0.0, description="detector rotation about the beam (deg)")
-    tilt_deg: float = 0.0
-    tilt_azimuth_deg: float = 0.0
+    tilt_deg: float = Field(0.0, description="tilt of the detector plane (deg, xrayutilities)")
+    tilt_azimuth_deg: float = Field(0.0, description="direction of that tilt (deg)")
 
     @model_validator(mode="after")
     def _orthogonal(self) -> Detector:
@@ -87,23 +87,27 @@ class Detector(Frozen):
 class MotorReading(Frozen):
     """Where a value is found in the beamline's files, and its units."""
 
-    motor: str
-    units: str
+    motor: str = Field(description="its name among the files' motors or positioners")
+    units: str = Field(description="units of the reading: keV, eV, m, mm or um")
 
 
 class Beamline(Frozen):
     """A beamline preset (see the module doc)."""
 
-    name: str
-    description: str = ""
-    beam: Axis = "z+"
-    up: Axis = "y+"
-    sample_circles: list[Circle] = Field(min_length=1)
-    detector_circles: list[Circle] = Field(min_length=1)
+    name: str = Field(description="the preset's name (--beamline NAME)")
+    description: str = Field("", description="one line for `dyncdi beamlines`")
+    beam: Axis = Field("z+", description="the incident beam's direction in the circles' frame")
+    up: Axis = Field("y+", description="the vertical (up) direction in the circles' frame")
+    sample_circles: list[Circle] = Field(min_length=1, description="sample circles, outer first")
+    detector_circles: list[Circle] = Field(
+        min_length=1, description="detector circles, outer first"
+    )
     energy: MotorReading | None = Field(None, description="energy motor (units keV or eV)")
     distance: MotorReading | None = Field(None, description="detector distance motor (mm, m)")
-    detectors: dict[str, Detector] = Field(min_length=1)
-    default_detector: str
+    detectors: dict[str, Detector] = Field(
+        min_length=1, description="the area detectors, by name in the files"
+    )
+    default_detector: str = Field(description="the detector used when the files name none")
     files: dict = Field(
         default_factory=dict, description="reader-specific names (spec headers, HDF5 paths)"
     )

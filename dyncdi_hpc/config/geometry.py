@@ -34,16 +34,18 @@ class GeometryConfig(Frozen):
     centre (from roi and binning).
     """
 
-    energy_kev: float = Field(gt=0)
-    material: str = "Au"
-    hkl: tuple[int, int, int] = (1, 1, 1)
+    energy_kev: float = Field(gt=0, description="photon energy (keV)")
+    material: str = Field("Au", description="crystal (xraydb name), e.g. Au, Pt, Si, GaAs")
+    hkl: tuple[int, int, int] = Field((1, 1, 1), description="the reflection's Miller indices")
     shape: tuple[int, int, int] = Field(description="(rocking angles, detector rows, columns)")
     rocking_step_deg: float = Field(gt=0, description="rocking step between the array's frames")
     pixel_size_um: float | None = Field(
         None, gt=0, description="detector pixel pitch (um); a preset's detector gives it"
     )
-    detector_distance_m: float = Field(gt=0)
-    polarisation: Literal["sigma", "pi"] = "sigma"
+    detector_distance_m: float = Field(gt=0, description="sample-detector distance (m)")
+    polarisation: Literal["sigma", "pi"] = Field(
+        "sigma", description="polarisation of the incident beam against the scattering plane"
+    )
     beamline: str | None = Field(
         None, description="beamline preset (name or YAML path): a measured geometry"
     )

@@ -14,18 +14,24 @@ from .recipe import parse_recipe
 class ShrinkWrap(Frozen):
     """Shrink-wrap support update: threshold of the blurred amplitude, sigma in voxels."""
 
-    every: int = Field(20, ge=1)
-    threshold: float = Field(0.15, gt=0, lt=1)
-    sigma_start: float = Field(2.0, gt=0)
-    sigma_end: float = Field(1.0, gt=0)
+    every: int = Field(20, ge=1, description="iterations between support updates")
+    threshold: float = Field(
+        0.15, gt=0, lt=1, description="support: blurred amplitude above this fraction of its max"
+    )
+    sigma_start: float = Field(
+        2.0, gt=0, description="Gaussian blur at the first iteration (voxels)"
+    )
+    sigma_end: float = Field(
+        1.0, gt=0, description="blur at the last iteration (voxels), linear in between"
+    )
     start: int = Field(0, ge=0, description="first iteration at which the support may change")
 
 
 class ADStage(Frozen):
     """One AD stage run before a reconstruction's final (model, ad_steps) one."""
 
-    model: Literal["kinematical", "dynamical"]
-    ad_steps: int = Field(ge=1)
+    model: Literal["kinematical", "dynamical"] = Field(description="forward model of the stage")
+    ad_steps: int = Field(ge=1, description="Adam steps of the stage")
     lr_phase: float | None = Field(None, gt=0, description="None: the reconstruction's lr_phase")
     lr_shape: float | None = Field(None, gt=0, description="None: the reconstruction's lr_shape")
     tv_weight: float | None = Field(None, ge=0, description="None: the reconstruction's")
@@ -38,21 +44,28 @@ class ReconParams(Frozen):
     model, from the previous result), then `ad_steps` of AD with `model`.
     """
 
-    model: Literal["kinematical", "dynamical"] = "kinematical"
+    model: Literal["kinematical", "dynamical"] = Field(
+        "kinematical", description="forward model of the final AD stage"
+    )
     recipe: str = Field(
         "2*(30*ER+170*HIO)+100*ER",
         description="projection phase retrieval before AD, e.g. '3*(20*ER+180*HIO)+20*ER'",
     )
-    hio_beta: float = Field(0.9, gt=0, le=1)
+    hio_beta: float = Field(0.9, gt=0, le=1, description="HIO feedback parameter")
     raar_beta: float = Field(0.9, gt=0, le=1, description="RAAR relaxation parameter")
-    shrinkwrap: ShrinkWrap = ShrinkWrap()
-    ad_steps: int = Field(300, ge=0)
-    loss: Literal["poisson", "amplitude"] = "poisson"
-    tv_weight: float = Field(0.0, ge=0)
-    lr_phase: float = Field(1e-2, gt=0)
-    lr_shape: float = Field(5e-2, gt=0)
-    lr_scale: float = Field(1e-2, gt=0)
-    log_every: int = Field(25, ge=1)
+    shrinkwrap: ShrinkWrap = Field(ShrinkWrap(), description="support updates during ER/HIO/RAAR")
+    ad_steps: int = Field(300, ge=0, description="Adam steps of the final AD stage (0: none)")
+    loss: Literal["poisson", "amplitude"] = Field(
+        "poisson",
+        description="AD data loss: Poisson deviance of the counts, or squared amplitude misfit",
+    )
+    tv_weight: float = Field(0.0, ge=0, description="weight of the shape's total variation")
+    lr_phase: float = Field(1e-2, gt=0, description="AD learning rate of the phase (rad)")
+    lr_shape: float = Field(5e-2, gt=0, description="AD learning rate of the shape logits")
+    lr_scale: float = Field(1e-2, gt=0, description="AD learning rate of the log global scale")
+    log_every: int = Field(
+        25, ge=1, description="AD steps per compiled chunk: losses reach the host this often"
+    )
     coherence: tuple[Annotated[float, Field(gt=0)], ...] | None = Field(
         None,
         min_length=3,
