@@ -124,8 +124,10 @@ def rocking_curve(
     _print_report(report, list(_UNITS)[5:])
     ratio = report["peak_ratio"]
     verdict = (
-        "dynamical: multiple scattering matters, use model: dynamical"
+        "dynamical: multiple scattering matters, so fit measured data of this crystal with "
+        "model: dynamical (data simulated kinematically, like workflows/demo.yaml's, stay "
+        "kinematical)"
         if ratio < 0.9
-        else "close to kinematical"
+        else "close to kinematical: model: kinematical describes this crystal"
     )
     out.print(f"dynamical/kinematical peak ratio {ratio:.3f}: {verdict}")

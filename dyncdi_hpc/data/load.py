@@ -143,6 +143,12 @@ def load_input(
         causes = bin_causes(causes, options.bin_factor)
     if mask.all():
         raise DyncdiError("mask", "every pixel is masked", "check the mask and saturation")
+    if not np.any(data[~mask] > 0):
+        raise DyncdiError(
+            "intensity",
+            "no counts: every unmasked pixel of every frame is zero",
+            "check the frames (scan number, ROI, exposure), the dark field and the threshold",
+        )
     peak = find_peak(data, mask)
     check_peak(data, mask, peak)
     start, data, mask = _centre(data, mask, peak, options.shape, record)
@@ -247,6 +253,12 @@ def _check_array(raw: RawScan) -> None:
         )
     if not np.issubdtype(raw.intensity.dtype, np.number) or np.iscomplexobj(raw.intensity):
         raise DyncdiError("FRAMES", f"intensities of type {raw.intensity.dtype}", "give counts")
+    if raw.intensity.size == 0:
+        raise DyncdiError(
+            "FRAMES",
+            f"the scan is empty (shape {list(raw.intensity.shape)})",
+            "give frames that hold counts (check the file, the scan number or the ROI)",
+        )
 
 
 def _correct(

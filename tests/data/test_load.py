@@ -149,6 +149,16 @@ def test_a_rocking_range_that_misses_the_peak_is_refused(counts, tmp_path):
         load_scan(tmp_path / "half.npy", explicit=FLAGS)
 
 
+def test_an_empty_scan_and_a_scan_without_counts_are_named_as_such(counts, tmp_path):
+    np.save(tmp_path / "empty.npy", counts[:0])
+    with pytest.raises(DyncdiError, match=r"FRAMES: the scan is empty \(shape \[0, 32, 32\]\)"):
+        load_scan(tmp_path / "empty.npy", explicit=FLAGS)
+    np.save(tmp_path / "zero.npy", np.zeros_like(counts))
+    with pytest.raises(DyncdiError, match=r"intensity: no counts: every unmasked pixel") as caught:
+        load_scan(tmp_path / "zero.npy", explicit=FLAGS)
+    assert "edge" not in str(caught.value)  # not told that the peak is at the edge
+
+
 def test_a_peak_at_the_detector_edge_is_refused(counts, tmp_path):
     np.save(tmp_path / "edge.npy", counts[:, 13:, :])  # peak 3 rows from the edge
     with pytest.raises(DyncdiError, match=r"row: the Bragg peak at row index 3 .*fix: re-centre"):
