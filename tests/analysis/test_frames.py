@@ -60,6 +60,7 @@ def test_transformed_truth_overlaps_the_crystal_in_the_sample_frame(elongated):
     assert np.abs(obj).max() <= 1.0 + 1e-9
 
 
+@pytest.mark.slow
 def test_a_real_reconstruction_lands_on_the_crystal_with_physical_voxels(elongated):
     geometry, data = elongated
     truth_obj = data.truth.amplitude * np.exp(1j * data.truth.phase)

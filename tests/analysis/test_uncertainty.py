@@ -16,6 +16,7 @@ def _ensemble(truth, n, seed):
     return amp * np.exp(1j * phase)
 
 
+@pytest.mark.slow
 def test_ensemble_spread_recovers_the_noise_std(geometry32, noiseless32):
     t = noiseless32.truth
     members = _ensemble(t, 200, 0)
@@ -43,6 +44,7 @@ def test_error_of_the_mean_shrinks_as_one_over_sqrt_n(noiseless32):
         assert phase_err == pytest.approx(SIGMA_PHASE / np.sqrt(n), rel=0.1)
 
 
+@pytest.mark.slow
 def test_bootstrap_gives_the_standard_error_of_the_mean(geometry32, noiseless32):
     t = noiseless32.truth
     n = 50

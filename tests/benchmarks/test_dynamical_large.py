@@ -8,6 +8,7 @@ import pytest
 from benchmarks import dynamical
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(dynamical.LARGE_VARIANTS))
 def test_large_run_in_a_fresh_process(variant: str) -> None:
     record = dynamical.large_in_subprocess(8, variant, repeats=1, timeout_s=300)
@@ -21,6 +22,7 @@ def test_large_run_in_a_fresh_process(variant: str) -> None:
     assert row["N"] == 8 and row["variant"] == variant
 
 
+@pytest.mark.slow
 def test_large_run_reports_a_failed_variant() -> None:
     record = dynamical.large_in_subprocess(8, "no-such-variant", repeats=1, timeout_s=300)
     assert record["error"].startswith("exit ")

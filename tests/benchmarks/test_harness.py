@@ -36,6 +36,7 @@ def result(results_dir: Path) -> dict:
     return json.loads((results_dir / "kernels.json").read_text())
 
 
+@pytest.mark.slow
 def test_metadata(result: dict) -> None:
     meta = result["metadata"]
     for key in ("date", "machine", "cpu_model", "cpu_count", "jax_backend", "device_kind"):

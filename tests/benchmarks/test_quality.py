@@ -43,6 +43,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     return spec, store
 
 
+@pytest.mark.slow
 def test_outcome_has_both_models_merged_and_per_start(tiny) -> None:
     spec, store = tiny
     outcome = quality.dataset_outcome(spec, store, "thick")

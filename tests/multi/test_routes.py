@@ -75,6 +75,7 @@ def _errors(u, shape, truth):
     return rms / span.max(), strain_errors(u, truth.displacement_nm, region, GRID.voxel_nm)
 
 
+@pytest.mark.slow
 def test_joint_reconstruction_recovers_every_component_of_u_and_the_tensor(simulated, joint):
     result, seconds = joint
     truth = simulated.truth
@@ -121,6 +122,7 @@ def test_independent_route_is_compared_with_the_joint_one(simulated, joint):
     assert strain_ind < 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["kinematical", "dynamical"])
 def test_gradient_of_the_joint_loss_through_the_resampling_matches_central_differences(model):
     with jax.enable_x64(True):
@@ -205,6 +207,7 @@ def test_inconsistent_reflections_are_refused_before_anything_runs():
     assert err.value.field == "model"
 
 
+@pytest.mark.slow
 def test_dynamical_model_is_selectable_and_its_joint_fit_descends():
     base = GEOMETRY_32.model_copy(
         update={"shape": (16, 16, 16), "rocking_step_deg": 0.01, "pixel_size_um": 110.0}

@@ -119,6 +119,7 @@ def _loss(params: CrystalParams, geometry: Geometry, options: d3.DynamicalOption
     return jnp.sum(jnp.log1p(d3.forward(params, geometry, options)))
 
 
+@pytest.mark.slow
 def test_gradients_match_central_differences_and_checkpointing() -> None:
     with jax.enable_x64(True):
         geometry, options, params = _tiny()
@@ -198,6 +199,7 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_rocking_angles_match_unsharded() -> None:
     env = {
         **os.environ,

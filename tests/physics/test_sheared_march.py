@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax import lax
 
 from dyncdi_hpc.physics import sheared_march, tt_march
@@ -80,6 +81,7 @@ def _plain_sheared(k: sheared_march.ShearedCoefficients, ph: jax.Array) -> jax.A
     return lax.scan(step, init, k)[0][1]
 
 
+@pytest.mark.slow
 def test_sheared_adjoint_matches_autodiff_and_finite_differences() -> None:
     """The hand-written reverse march (rebuilding states, with and without blocks) gives
     autodiff's gradient in k and in the angle phase; the chain to S, h.u and dtheta matches
@@ -135,6 +137,7 @@ def test_sheared_adjoint_matches_autodiff_and_finite_differences() -> None:
         )
 
 
+@pytest.mark.slow
 def test_tiled_sheared_march_is_the_untiled_march() -> None:
     """On CPU sheared_march runs in tiles of angles and batch slices, padded at the edges (here
     11 angles and 19 slices: two angle tiles, two batch tiles, both padded); exit field and

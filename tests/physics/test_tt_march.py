@@ -308,6 +308,7 @@ def _loss(shape, phase, dth, chi, setup):
     return jnp.sum(jnp.log1p(jnp.abs(far) ** 2))
 
 
+@pytest.mark.slow
 def test_gradients_match_central_differences_and_checkpointing() -> None:
     with jax.enable_x64(True):
         case, setup, shape, phase, dth = _small_problem(jnp.float64)
@@ -333,6 +334,7 @@ def test_gradients_match_central_differences_and_checkpointing() -> None:
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_vmap_over_angles_and_batch_axis_float32_strict() -> None:
     case, setup, shape, phase, dth = _small_problem(jnp.float32)
     with jax.numpy_dtype_promotion("strict"):

@@ -74,6 +74,7 @@ def test_shrinkwrap_waits_for_its_start_iteration():
         ("2*(30*ER+170*RAAR)+100*ER", 4),
     ],
 )
+@pytest.mark.slow
 def test_each_algorithm_reconstructs_the_crystal(recipe, starts, noiseless32, geometry32):
     """Phase retrieval alone (no AD), best of several random starts by Fourier error.
 

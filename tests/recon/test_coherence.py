@@ -90,6 +90,7 @@ def _errors(rec, truth, support):
     return float(amplitude_error), phase_rms(obj, truth, support)
 
 
+@pytest.mark.slow
 def test_partially_coherent_data_are_better_reconstructed_with_the_coherence_model(
     noiseless32, geometry32
 ):

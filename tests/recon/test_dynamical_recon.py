@@ -43,6 +43,7 @@ def _setup(model: str, data, *, phase, dtype=jnp.float32, background: float | No
     return rescaled(start, problem, cfg), problem, Hyper(), cfg
 
 
+@pytest.mark.slow
 def test_nuisance_gradients_match_central_differences() -> None:
     """d objective / d (log background, rocking offset) of the dynamical model, float64."""
     geometry = GEOMETRY_16.model_copy(update={"shape": (8, 8, 8), "detector_distance_m": 1.0})

@@ -84,6 +84,7 @@ def test_gradient_outside_the_support_is_zero():
         assert np.all(np.isfinite(np.asarray(grad.crystal.logits)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["poisson", "amplitude"])
 def test_coherence_width_gradient_matches_central_differences(loss):
     """The log-widths of the coherence function, and every other parameter through the blur."""

@@ -61,6 +61,7 @@ def _staged(thick16, seed: int, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_staged_run_labels_its_stages_and_ends_with_the_dynamical_model(thick16) -> None:
     seen: list[str] = []
     rec = _staged(thick16, 0, progress=lambda name, step, value: seen.append(name))

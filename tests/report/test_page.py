@@ -55,6 +55,7 @@ def test_merged_group_has_strain_and_uncertainties_with_units(small_store):
     assert ds["member_outlier"].shape == (3,)
 
 
+@pytest.mark.slow
 def test_report_is_a_self_contained_page_with_valid_pngs(small_store, tmp_path, monkeypatch):
     truth_figures = []
 

@@ -73,6 +73,7 @@ def _with_merged_attrs(store: Store, **attrs) -> None:
     store.write_merged(KEY, ds)
 
 
+@pytest.mark.slow
 def test_the_report_of_a_measured_scan_shows_model_masks_lab_frame_and_floor(
     measured_store, tmp_path, monkeypatch
 ):
@@ -117,6 +118,7 @@ def test_the_report_of_a_measured_scan_shows_model_masks_lab_frame_and_floor(
     assert kwargs["frame"] == "lab" and len(axes_nm) == 3
 
 
+@pytest.mark.slow
 def test_an_older_store_without_causes_floor_or_extent_gives_a_shorter_report(
     measured_store, tmp_path
 ):

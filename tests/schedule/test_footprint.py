@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from dyncdi_hpc.cli import main
@@ -52,6 +53,7 @@ def test_a_task_larger_than_the_worker_memory_limit_is_refused(tmp_path):
     assert not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.slow
 def test_a_1024_cubed_grid_is_refused_before_anything_is_allocated(tmp_path):
     """Simulated, 1024^3 would hold 8 GiB on the driver alone: refused by a fresh process
     whose peak memory stays that of the imports (the limit is the issue's 500 MB)."""

@@ -3,6 +3,7 @@
 import multiprocessing as mp
 
 import numpy as np
+import pytest
 import xarray as xr
 from click.testing import CliRunner
 
@@ -29,6 +30,7 @@ def _write(args):
     return Store.open(path).write_result(task, ds)
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_writers_and_duplicates(tmp_path):
     store = Store.create(tmp_path / "s.zarr")
     # every task is written by two processes at once, as when a lost worker's task is rerun

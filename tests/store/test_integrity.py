@@ -64,6 +64,7 @@ def test_every_result_carries_checksums_and_a_changed_value_is_caught(pristine, 
         store.read_result(tid)
 
 
+@pytest.mark.slow
 def test_a_damaged_store_is_named_quarantined_and_recomputed(pristine, tmp_path):
     spec_path, path = pristine
     reference = _objects(Store.open(path))
