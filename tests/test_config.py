@@ -30,6 +30,10 @@ def test_malformed_yaml_names_line_and_column(tmp_path):
         (lambda d: d["sweep"].update(tv_weight=3), "sweep.tv_weight: give a list"),
         (lambda d: d["base"].update(recipe="10*XX"), "unknown step 'XX'"),
         (
+            lambda d: d["merge"].update(metric="free_deviance"),
+            "merge.metric: free_deviance ranks by held-out voxels, and some tasks hold none out",
+        ),
+        (
             lambda d: d["datasets"]["xtal"]["simulate"]["geometry"].update(energy_kev=-1),
             "datasets.xtal.simulate.geometry.energy_kev: Input should be greater than 0",
         ),

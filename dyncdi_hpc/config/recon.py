@@ -124,6 +124,15 @@ class ReconParams(Frozen):
         description="counts at and above which a pixel is saturated and left out of every fit "
         "(besides the dataset's mask); None: no saturation mask",
     )
+    free_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.2,
+        description="share of the measured voxels held out of every fit in 3x3x3 clusters "
+        "(free-pixel cross-validation, as PyNX's free log-likelihood; the same voxels for "
+        "every task on a dataset): their Poisson deviance is the result's metric "
+        "free_deviance, for stopping and for choosing between models; 0: none held out",
+    )
 
     def schedule(self) -> tuple[ADStage, ...]:
         """Every AD stage in order, the final (model, ad_steps) one included."""

@@ -109,8 +109,10 @@ DatasetSpec = Annotated[
 class MergeRule(Frozen):
     """Which results are merged: grouped by dataset and model, best by a metric."""
 
-    metric: Literal["error", "loss"] = Field(
-        "error", description="ranking: the normalised Fourier error or the final AD loss"
+    metric: Literal["error", "loss", "free_deviance"] = Field(
+        "error",
+        description="ranking: the normalised Fourier error, the final AD loss, or the Poisson "
+        "deviance on the held-out voxels (needs base.free_fraction > 0)",
     )
     select: Literal["best_fraction", "best_n", "all"] = Field(
         "best_fraction", description="which of a group's ranked results are merged"
@@ -254,6 +256,17 @@ class SweepSpec(Frozen):
         ):
             if name not in self.datasets:
                 raise ValueError(f"sweep.dataset: {name!r} is not among datasets")
+        return self
+
+    @model_validator(mode="after")
+    def _free_metric(self) -> SweepSpec:
+        fractions = self.sweep.get("free_fraction", [self.base.free_fraction])
+        if self.merge.metric == "free_deviance" and not all(fractions):
+            raise DyncdiError(
+                "merge.metric",
+                "free_deviance ranks by held-out voxels, and some tasks hold none out",
+                "set base.free_fraction (e.g. 0.05) for every task, or rank by error",
+            )
         return self
 
     @model_validator(mode="after")

@@ -358,6 +358,13 @@ def merge_group(
         return None
     attrs = {t: store.result_attrs(t) for t in ids}
     left_out = diverged(attrs, rule)
+    unscored = [t for t in ids if rule.metric not in attrs[t]["metrics"]]
+    if unscored:
+        raise DyncdiError(
+            "merge.metric",
+            f"{len(unscored)} results of {key} have no {rule.metric} (e.g. {unscored[0]})",
+            "rank by error, or recompute them with base.free_fraction > 0",
+        )
     scored = [(float(attrs[t]["metrics"][rule.metric]), t) for t in ids if t not in left_out]
     starts = {t: start_of(attrs[t]["spec"]) for t in ids}
     chosen = select(one_per_start(scored, starts) if rule.one_per_start else scored, rule)

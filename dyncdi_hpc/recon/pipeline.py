@@ -19,7 +19,8 @@ from ..physics.kinematical import far_field
 from ..physics.objects import object_of, support_of
 from .checkpoint import Checkpoint, Checkpointing, flatten, stage_index, stage_name, unflatten
 from .coherence import blur
-from .losses import LOSSES
+from .free_pixels import free_mask
+from .losses import LOSSES, poisson_deviance
 from .optimise import (
     ADParams,
     Problem,
@@ -76,7 +77,8 @@ class _Data:
 
     data: jax.Array
     amplitude: jax.Array
-    measured: jax.Array
+    measured: jax.Array  # the voxels every fit uses: neither ignored nor held out
+    free: jax.Array | None  # the held-out voxels (free_pixels.py), None when none are
 
 
 def _data(intensity: np.ndarray, mask: np.ndarray | None, params: ReconParams) -> _Data:
@@ -84,7 +86,10 @@ def _data(intensity: np.ndarray, mask: np.ndarray | None, params: ReconParams) -
     ignored = np.zeros(intensity.shape, bool) if mask is None else np.asarray(mask, bool)
     if params.saturation is not None:
         ignored = ignored | (np.asarray(intensity) >= params.saturation)
-    return _Data(data, jnp.sqrt(data), jnp.asarray(to_fft_order(~ignored)))
+    free = free_mask(~ignored, params.free_fraction)
+    fitted = jnp.asarray(to_fft_order(~ignored & ~free))
+    held = jnp.asarray(to_fft_order(free)) if free.any() else None
+    return _Data(data, jnp.sqrt(data), fitted, held)
 
 
 def reconstruct(
@@ -237,6 +242,10 @@ def _finished(
         "pr_iterations": int(sum(n for _, n in parse_recipe(params.recipe))),
         "ad_steps": int(sum(stage.ad_steps for stage in schedule)),
     }
+    if d.free is not None:
+        metrics["free_deviance"] = float(poisson_deviance(model, d.data, d.free))
+        metrics["fit_deviance"] = float(poisson_deviance(model, d.data, d.measured))
+        metrics["free_voxels"] = int(jnp.sum(d.free))
     if fitted.log_background is not None:
         metrics["background"] = float(jnp.exp(fitted.log_background))
     if fitted.rocking_offset is not None:
