@@ -22,6 +22,7 @@ from distributed import Client, LocalCluster, as_completed
 
 from dyncdi_hpc.config import GeometryConfig, ReconParams, SimulateConfig, TaskSpec, load_sweep
 from dyncdi_hpc.inputs import simulated_input
+from dyncdi_hpc.schedule.affinity import PinCores
 from dyncdi_hpc.schedule.run import plan_sweep
 from dyncdi_hpc.store.groups import encode_result
 from dyncdi_hpc.store.zarr_store import Store
@@ -112,7 +113,25 @@ def long_tasks(n: int, seconds: float, workers: int) -> dict[str, Any]:
 
 def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
     """The same reconstruction sweep on 1 and on 2 worker processes, after each worker has
-    compiled (one pinned warm-up task each): the steady state of a long sweep."""
+    compiled (one warm-up task each): the steady state of a long sweep. Workers pinned to their
+    share of the cores (the local profile's pin_cores, schedule/affinity.py) and, side by
+    side, not pinned."""
+    pinned = _sweep_walls(n_tasks, params, pin=True)
+    free = _sweep_walls(n_tasks, params, pin=False)
+    return {
+        "tasks": n_tasks,
+        "wall_1_worker_s": pinned[1],
+        "wall_2_workers_s": pinned[2],
+        "speedup": pinned[1] / pinned[2],
+        "unpinned": {
+            "wall_1_worker_s": free[1],
+            "wall_2_workers_s": free[2],
+            "speedup": free[1] / free[2],
+        },
+    }
+
+
+def _sweep_walls(n_tasks: int, params: ReconParams, pin: bool) -> dict[int, float]:
     walls = {}
     geometry = GeometryConfig(
         energy_kev=9.0,
@@ -133,6 +152,8 @@ def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
                 for s in range(n_tasks)
             ]
             with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
+                if pin:
+                    client.register_plugin(PinCores(workers))
                 # one warm-up task per worker (compilation), pinned, not in the timed sweep
                 warm = [t.model_copy(update={"seed": 1000 + i}) for i, t in enumerate(tasks)]
                 addresses = list(client.scheduler_info()["workers"])
@@ -159,12 +180,7 @@ def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
                 _run_all(client, futures)
                 walls[workers] = time.perf_counter() - start
             assert len(plan(tasks, store).done) == n_tasks
-    return {
-        "tasks": n_tasks,
-        "wall_1_worker_s": walls[1],
-        "wall_2_workers_s": walls[2],
-        "speedup": walls[1] / walls[2],
-    }
+    return walls
 
 
 def store_throughput(n_groups: int, n: int) -> dict[str, Any]:
@@ -286,6 +302,15 @@ def run(quick: bool) -> dict[str, Any]:
             "unit": "x",
             "target": ">= 1.8",
             "met": speed["speedup"] >= 1.8,
+        }
+    )
+    table.append(
+        {
+            "measure": "the same, workers not pinned to their cores",
+            "value": speed["unpinned"]["speedup"],
+            "unit": "x",
+            "target": "",
+            "met": None,
         }
     )
     for t in throughput:

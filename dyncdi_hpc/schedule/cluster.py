@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DyncdiError
-from . import compile_cache
+from . import affinity, compile_cache
 from .profiles import ClusterProfile
 from .slurm import start_slurm
 
@@ -107,7 +107,11 @@ def _start_local(profile: ClusterProfile) -> Client:
         raise DyncdiError(
             "cluster", f"the {profile.name!r} cluster did not start: {exc}", "check the profile"
         ) from None
-    return Client(cluster)
+    client = Client(cluster)
+    if profile.settings.get("pin_cores", True) and kwargs.get("processes", True):
+        if affinity.supported():  # before any task: JAX sizes its pool when it first runs
+            client.register_plugin(affinity.PinCores(len(cluster.worker_spec)))
+    return client
 
 
 # a worker process of a JAX reconstruction can take several seconds to exit on a loaded machine;

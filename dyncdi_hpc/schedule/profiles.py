@@ -26,6 +26,7 @@ PROFILE_DIRS_ENV = "DYNCDI_CLUSTER_CONFIGS"
 KINDS = ("local", "slurm")
 # Keys of dyncdi.cluster, by kind; anything else in a profile or a --set is a typo.
 COMMON_KEYS = {"kind", "retries", "worker_env", "tls"}
+LOCAL_KEYS = COMMON_KEYS | {"pin_cores"}
 SLURM_KEYS = COMMON_KEYS | {"config_name", "scale", "adapt", "start_timeout", "watch_interval"}
 # Keyword arguments of Cluster.adapt (distributed.deploy.Adaptive) a profile may give.
 ADAPT_KEYS = {"minimum", "maximum", "interval", "wait_count", "target_duration"}
@@ -90,7 +91,7 @@ def _canon(key: str) -> str:
 
 # the first part of a --set key that belongs to the cluster profile; any other first part
 # must be a key of the sweep spec
-PROFILE_KEYS = SLURM_KEYS | {"local", "slurm"}
+PROFILE_KEYS = SLURM_KEYS | LOCAL_KEYS | {"local", "slurm"}
 
 
 def split_overrides(
