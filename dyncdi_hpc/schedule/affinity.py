@@ -30,7 +30,7 @@ def pin_process(cpus: list[int]) -> None:
     for tid in os.listdir("/proc/self/task"):
         try:
             os.sched_setaffinity(int(tid), cpus)
-        except (ProcessLookupError, PermissionError):  # a thread that just ended
+        except OSError:  # a thread that just ended, or a cpuset that refuses: leave it
             continue
 
 
