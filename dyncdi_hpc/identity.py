@@ -17,7 +17,12 @@ import numpy as np
 
 # Parameters added after stores were written, hashed into task ids only when not at these
 # values, so that a rerun of an older sweep finds its results under the same ids.
-NEUTRAL_PARAMS: dict[str, Any] = {"stages": [], "saturation": None, "free_fraction": 0.0}
+NEUTRAL_PARAMS: dict[str, Any] = {
+    "stages": [],
+    "saturation": None,
+    "free_fraction": 0.0,
+    "lr_schedule": "constant",
+}
 
 # Parameters that change nothing unless an AD stage runs the dynamical model: left out of the
 # ids of tasks that do not, so that kinematical ids stay put when such a field is added or set.

@@ -99,6 +99,11 @@ class ReconParams(Frozen):
         "on the measured peak)",
     )
     lr_offset: float = Field(5e-2, gt=0, description="AD learning rate of the rocking offset")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="the AD learning rates over each stage: constant, or a cosine decay to 10% "
+        "of them at the stage's last step (a sweep axis compares them)",
+    )
     dynamical_box_margin: int = Field(
         2,
         ge=0,

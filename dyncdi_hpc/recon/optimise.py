@@ -165,10 +165,18 @@ class StepConfig:
     lr_background: float = 5e-2
     rocking_offset: bool = False
     lr_offset: float = 5e-2
+    lr_schedule: str = "constant"
+    steps: int = 0  # the stage's steps, which a decaying schedule spans (0 when constant)
+
+    def rate(self, lr: float) -> float | optax.Schedule:
+        """A learning rate as this fit's schedule gives it: constant, or cosine to 0.1 lr."""
+        if self.lr_schedule == "cosine":
+            return optax.cosine_decay_schedule(lr, max(self.steps, 1), alpha=0.1)
+        return lr
 
     def optimizer(self) -> optax.GradientTransformation:
         """Adam with one learning rate per parameter group (shape logits, phase, scale,
-        widths, background, rocking offset)."""
+        widths, background, rocking offset), each on the fit's schedule."""
         labels = ADParams(
             CrystalParams("shape", "phase"),
             "scale",
@@ -176,17 +184,14 @@ class StepConfig:
             "background" if self.background else None,
             "offset" if self.rocking_offset else None,
         )
-        transforms = {
-            "shape": optax.adam(self.lr_shape),
-            "phase": optax.adam(self.lr_phase),
-            "scale": optax.adam(self.lr_scale),
-        }
+        rates = {"shape": self.lr_shape, "phase": self.lr_phase, "scale": self.lr_scale}
         if self.coherence:
-            transforms["coherence"] = optax.adam(self.lr_coherence)
+            rates["coherence"] = self.lr_coherence
         if self.background:
-            transforms["background"] = optax.adam(self.lr_background)
+            rates["background"] = self.lr_background
         if self.rocking_offset:
-            transforms["offset"] = optax.adam(self.lr_offset)
+            rates["offset"] = self.lr_offset
+        transforms = {name: optax.adam(self.rate(lr)) for name, lr in rates.items()}
         return optax.multi_transform(transforms, labels)
 
     def objective(

@@ -210,6 +210,9 @@ def step_config(
         lr_background=params.lr_background,
         rocking_offset=dynamical and params.fit_rocking_offset,
         lr_offset=params.lr_offset,
+        lr_schedule=params.lr_schedule,
+        # a constant rate does not depend on the steps: one compiled step for any count
+        steps=params.ad_steps if params.lr_schedule != "constant" else 0,
     )
 
 
