@@ -22,6 +22,7 @@ NEUTRAL_PARAMS: dict[str, Any] = {
     "saturation": None,
     "free_fraction": 0.0,
     "lr_schedule": "constant",
+    "optimiser": "adam",
 }
 
 # Parameters that change nothing unless an AD stage runs the dynamical model: left out of the

@@ -99,6 +99,11 @@ class ReconParams(Frozen):
         "on the measured peak)",
     )
     lr_offset: float = Field(5e-2, gt=0, description="AD learning rate of the rocking offset")
+    optimiser: Literal["adam", "lbfgs"] = Field(
+        "adam",
+        description="the AD optimiser: Adam with the lr_* rates, or L-BFGS (optax, zoom line "
+        "search: several objective evaluations a step, no learning rates)",
+    )
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant",
         description="the AD learning rates over each stage: constant, or a cosine decay to 10% "

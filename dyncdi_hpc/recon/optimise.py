@@ -55,11 +55,19 @@ def compiled_chunk(fit: Fit, length: int) -> Callable:
 
     def step(carry, _, problem, hyper):
         params, opt_state = carry
-        (_, logged), grads = grad_fn(params, problem, hyper)
+        (total, logged), grads = grad_fn(params, problem, hyper)
+        # L-BFGS's line search evaluates the objective itself
+        extra = {}
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+            extra = {
+                "value": total,
+                "grad": grads,
+                "value_fn": lambda p: fit.objective(p, problem, hyper)[0],
+            }
         # optax 0.2.8's bias correction (1 - decay**count, an int32 count) needs JAX's standard
         # promotion: a user (or the tests) running under strict promotion checks our code only
         with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
         return (optax.apply_updates(params, updates), opt_state), logged
 
     @jax.jit
@@ -167,6 +175,7 @@ class StepConfig:
     lr_offset: float = 5e-2
     lr_schedule: str = "constant"
     steps: int = 0  # the stage's steps, which a decaying schedule spans (0 when constant)
+    optimiser: str = "adam"
 
     def rate(self, lr: float) -> float | optax.Schedule:
         """A learning rate as this fit's schedule gives it: constant, or cosine to 0.1 lr."""
@@ -176,7 +185,10 @@ class StepConfig:
 
     def optimizer(self) -> optax.GradientTransformation:
         """Adam with one learning rate per parameter group (shape logits, phase, scale,
-        widths, background, rocking offset), each on the fit's schedule."""
+        widths, background, rocking offset), each on the fit's schedule; or L-BFGS over all
+        of them with its zoom line search (no learning rates)."""
+        if self.optimiser == "lbfgs":
+            return optax.lbfgs()
         labels = ADParams(
             CrystalParams("shape", "phase"),
             "scale",

@@ -213,6 +213,7 @@ def step_config(
         lr_schedule=params.lr_schedule,
         # a constant rate does not depend on the steps: one compiled step for any count
         steps=params.ad_steps if params.lr_schedule != "constant" else 0,
+        optimiser=params.optimiser,
     )
 
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of the AD fit (base.lr_schedule)."""
+"""Learning-rate schedules and optimisers of the AD fit (base.lr_schedule, base.optimiser)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import optax
 import pytest
 
 from dyncdi_hpc.config import ReconParams
+from dyncdi_hpc.data.simulate import simulate
 from dyncdi_hpc.physics.objects import CrystalParams
 from dyncdi_hpc.recon.optimise import ADParams
 from dyncdi_hpc.recon.pipeline import reconstruct
 from dyncdi_hpc.recon.stages import step_config
+from tests.conftest import sim_config
 
 
 def _step_sizes(cfg, n: int) -> list[float]:
@@ -59,3 +61,13 @@ def test_a_cosine_fit_reconstructs_and_differs_from_a_constant_one(
     decayed = reconstruct(noiseless32.intensity, None, geometry32, cosine, key=key)
     assert np.isfinite(decayed.metrics["error"]) and decayed.metrics["error"] < 0.05
     assert not np.allclose(decayed.obj, plain.obj)
+
+
+def test_lbfgs_descends_at_every_step(geometry32, fast_params):
+    """optax's L-BFGS with its zoom line search: every accepted step lowers the objective."""
+    noisy = simulate(sim_config(noise=True), geometry32)
+    params = fast_params.model_copy(update={"optimiser": "lbfgs", "ad_steps": 30})
+    rec = reconstruct(noisy.intensity, None, geometry32, params, key=jax.random.key(1))
+    losses = rec.ad_loss
+    assert len(losses) == 30 and losses[-1] < 0.9 * losses[0]
+    assert np.all(np.diff(losses) <= 1e-6 * losses[0]), losses
