@@ -13,7 +13,9 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
-FOLDERS = ("benchmarks/results",)
+# benchmarks/results: the plots; docs/images at its repository path too, since the README
+# sections that benchmarks.md includes link the figures as docs/images/NAME.png
+FOLDERS = ("benchmarks/results", "docs/images")
 
 
 def on_files(files: Files, config) -> Files:
@@ -36,7 +38,7 @@ def benchmark_table(root: Path) -> str:
         "| file | measured (UTC) | device | CPUs | JAX | commit | run time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for path in sorted((root / FOLDERS[0]).rglob("*.json")):
+    for path in sorted((root / FOLDERS[0]).rglob("*.json")):  # the results only
         data = json.loads(path.read_text())
         meta = data.get("metadata", {})
         versions = meta.get("versions", {})
