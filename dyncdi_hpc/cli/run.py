@@ -47,8 +47,13 @@ def _sweep_table(the_plan, axes: list[str]) -> Table:
     type=click.Path(path_type=Path),
     help="Report folder (default: STORE-report beside the store).",
 )
+@click.option(
+    "--no-report", is_flag=True, help="Merge but write no report ('dyncdi report' writes it)."
+)
 @user_errors
-def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, remerge, report_dir) -> None:
+def sweep(
+    spec_path, store, cluster, overrides, dry_run, retry_failed, remerge, report_dir, no_report
+) -> None:
     """Run every reconstruction of a sweep SPEC (YAML), merge the best, write a report.
 
     Exit status: 0 every task done; 2 bad input (one line on stderr, nothing submitted); 3 the
@@ -74,6 +79,7 @@ def sweep(spec_path, store, cluster, overrides, dry_run, retry_failed, remerge, 
         overrides=overrides,
         retry_failed=retry_failed,
         report_dir=report_dir,
+        report=not no_report,
         console=console,
         remerge=remerge,
     )
@@ -149,7 +155,7 @@ def _print_outcome(outcome) -> None:
         extra = multi_vs_truth_text(store.multi_attrs(name))
         skipped = " (unchanged, skipped)" if name in outcome.multi_skipped else ""
         out.print(f"multi:  {outcome.store / 'multi' / name}{extra}{skipped}")
-    out.print(f"report: {outcome.report}")
+    out.print(f"report: {outcome.report or 'not written (--no-report)'}")
     for tid, reason in sorted(outcome.failed.items()):
         out.print(f"failed: {tid}: {reason.splitlines()[0][:100]}")
     if outcome.failed:

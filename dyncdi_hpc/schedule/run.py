@@ -342,6 +342,7 @@ def run_sweep(
     overrides: tuple[str, ...] = (),
     retry_failed: bool = False,
     report_dir: Path | None = None,
+    report: bool = True,
     console: Console | None = None,
     remerge: bool = False,
 ) -> SweepOutcome:
@@ -364,7 +365,7 @@ def run_sweep(
                 "tasks it computes are not computed twice"
             )
         _run_generations(run, the_plan, retry_failed)
-        _finish(run, report_dir)
+        _finish(run, report_dir if report else None, report)
     return run.outcome
 
 
@@ -405,7 +406,7 @@ def _run_generations(run: _Run, the_plan: Plan, retry_failed: bool) -> None:
     run.record_failures(planned)
 
 
-def _finish(run: _Run, report_dir: Path | None) -> None:
+def _finish(run: _Run, report_dir: Path | None, report: bool = True) -> None:
     """Merge, the multi-reflection sets and the report."""
     from ..merge.combine import merge_store
     from ..multi.stage import run_multi_stage
@@ -415,9 +416,10 @@ def _finish(run: _Run, report_dir: Path | None) -> None:
     with _step(console, "merging the best results of each dataset and model"):
         run.outcome.merged = merge_store(store, run.spec.merge, skip_unchanged=True)
     run.outcome.multi, run.outcome.multi_skipped = run_multi_stage(store, run.spec, console)
-    report = report_dir or default_report_dir(store.path)
-    with _step(console, "writing the report"):
-        run.outcome.report = write_report(store, report, skip_unchanged=True)
+    if report:
+        with _step(console, "writing the report"):
+            folder = report_dir or default_report_dir(store.path)
+            run.outcome.report = write_report(store, folder, skip_unchanged=True)
     store.consolidate(own_drivers=1)
 
 

@@ -17,7 +17,14 @@ from nbclient import NotebookClient
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOK = EXAMPLES / "measured-scan.ipynb"
 QUICK_SPEC = EXAMPLES / "measured-scan-quick.yaml"
-CLUSTER = ("--set", "local.n_workers=2", "--set", "local.dashboard_address=127.0.0.1:0")
+# the notebook reads the store, not the report
+CLUSTER = (
+    "--set",
+    "local.n_workers=2",
+    "--set",
+    "local.dashboard_address=127.0.0.1:0",
+    "--no-report",
+)
 RMS_LINE = re.compile(r"displacement RMS difference inside both supports: (\d+\.\d+) nm")
 
 

@@ -21,6 +21,7 @@ SLOW_TASKS = {"ad_steps": 1500, "log_every": 100}
 
 def _start_sweep(spec: Path, *extra: str) -> subprocess.Popen:
     cluster = ("--set", "local.n_workers=2", "--set", "local.dashboard_address=127.0.0.1:0")
+    cluster = (*cluster, "--no-report")  # about faults, not the page
     return subprocess.Popen(
         [sys.executable, "-m", "dyncdi_hpc.cli", "sweep", str(spec), *cluster, *extra],
         stdout=subprocess.PIPE,

@@ -21,7 +21,14 @@ from tests.conftest import write_spec
 
 # Short runs: a generation adds iterations to its bred members, which is where the GA gains
 GA_PARAMS = {"recipe": "10*ER+40*HIO+10*ER", "ad_steps": 20, "log_every": 10}
-CLUSTER = ("--set", "local.n_workers=2", "--set", "local.dashboard_address=127.0.0.1:0")
+# no report: these tests are about the generations (tests/report checks the page)
+CLUSTER = (
+    "--set",
+    "local.n_workers=2",
+    "--set",
+    "local.dashboard_address=127.0.0.1:0",
+    "--no-report",
+)
 
 
 def test_rank_combines_metrics_by_rank_sum():

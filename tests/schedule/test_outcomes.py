@@ -14,7 +14,14 @@ from dyncdi_hpc.store.zarr_store import Store
 from dyncdi_hpc.task import run_task
 from tests.conftest import write_spec
 
-CLUSTER = ["--set", "local.n_workers=2", "--set", "local.dashboard_address=127.0.0.1:0"]
+# no report: these tests are about outcomes (tests/report checks the page)
+CLUSTER = [
+    "--set",
+    "local.n_workers=2",
+    "--set",
+    "local.dashboard_address=127.0.0.1:0",
+    "--no-report",
+]
 
 
 def test_a_fit_that_ran_away_is_left_out_of_the_merge_and_named(tmp_path):
@@ -51,6 +58,8 @@ def test_failed_tasks_give_a_distinct_exit_status_and_are_listed_on_every_run(tm
     assert first.exit_code == EXIT_TASKS_FAILED == 3, first.output
     failed = [line for line in first.stdout.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and "non-finite" in failed[0], first.stdout
+    assert "report: not written (--no-report)" in first.stdout
+    assert not (tmp_path / "s-report").exists()
     again = runner.invoke(main, ["sweep", str(spec), *CLUSTER])
     assert again.exit_code == 3, again.output
     assert "nothing new" in again.stdout and failed[0] in again.stdout

@@ -83,6 +83,7 @@ def test_two_drivers_on_one_store_compute_every_task_once(tmp_path):
         "local.n_workers=1",
         "--set",
         "local.dashboard_address=127.0.0.1:0",
+        "--no-report",
     ]
     subprocess.run([*argv, "--dry-run"], check=True, capture_output=True)  # warm caches
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

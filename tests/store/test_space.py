@@ -82,6 +82,7 @@ def test_a_disk_that_fills_during_the_sweep_stops_it_cleanly_and_a_rerun_resumes
     store = tmpfs / "s.zarr"
     spec = write_spec(tmp_path / "s.yaml", store, sweep={"seed": 6})
     cluster = ["--set", "local.n_workers=1", "--set", "local.dashboard_address=127.0.0.1:0"]
+    cluster.append("--no-report")  # about the disk, not the page
     filled = threading.Event()
 
     def fill_after_first_result() -> None:
