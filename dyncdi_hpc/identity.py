@@ -29,6 +29,9 @@ NEUTRAL_PARAMS: dict[str, Any] = {
 # ids of tasks that do not, so that kinematical ids stay put when such a field is added or set.
 DYNAMICAL_ONLY_PARAMS = ("dynamical_start",)
 
+# How a task runs, not what it computes (the same result to rounding): in no task id.
+EXECUTION_PARAMS = ("devices",)
+
 
 def stable_hash(payload: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of payload (sorted keys): stable across runs and hosts."""
@@ -54,6 +57,8 @@ def task_id(spec: dict, *, dynamical: bool) -> str:
     if not dynamical:
         for name in DYNAMICAL_ONLY_PARAMS:
             params.pop(name, None)
+    for name in EXECUTION_PARAMS:
+        params.pop(name, None)
     return stable_hash({**spec, "params": params})
 
 

@@ -121,6 +121,13 @@ class ReconParams(Frozen):
         description="AD stages before the final one, e.g. [{model: kinematical, ad_steps: 300}] "
         "then model: dynamical: kinematical ER/HIO -> kinematical AD -> dynamical AD",
     )
+    devices: int = Field(
+        1,
+        ge=1,
+        description="devices one reconstruction spans: the dynamical model's rocking angles "
+        "sharded over them and the gradients summed (1: one device; a GPU worker sees its "
+        "node's GPUs when its job asks for them); not in task ids, it changes no result",
+    )
     dynamical_start: Literal["flat", "flat_phase", "previous"] = Field(
         "flat",
         description="start of the first dynamical AD stage: flat: a uniform crystal filling "

@@ -412,11 +412,14 @@ def forward_sharded(
     geometry: Geometry,
     options: DynamicalOptions = DEFAULT_OPTIONS,
     mesh: Mesh | None = None,
+    dtheta_offset: jax.Array | float = 0.0,
 ) -> jax.Array:
     """forward with the rocking angles sharded over mesh's 'angle' axis (default all devices).
 
     The crystal is replicated, each device marches its own angles; the result is sharded along
-    axis 0 (angles padded up to a multiple of the device count, then cut).
+    axis 0 (angles padded up to a multiple of the device count, then cut). Under reverse mode
+    the replicated crystal's cotangents are summed over the devices (shard_map's transpose).
+    dtheta_offset: as forward's.
     """
     mesh = mesh if mesh is not None else angle_mesh()
     plan = march_plan(geometry, options)
@@ -424,7 +427,9 @@ def forward_sharded(
     ndev = mesh.shape["angle"]
     n = plan.dtheta.shape[0]
     total = -(-n // ndev) * ndev
-    dtheta = jnp.asarray(np.pad(plan.dtheta, (0, total - n)), params.logits.dtype)
+    dtype = params.logits.dtype
+    dtheta = jnp.asarray(np.pad(plan.dtheta, (0, total - n)), dtype)
+    dtheta = dtheta + jnp.asarray(dtheta_offset, dtype)
 
     def local(k: ShearedCoefficients, d: jax.Array) -> jax.Array:
         return _chunked_frames(k, d, plan, options.angle_chunk)

@@ -57,13 +57,26 @@ class Dynamical:
     """Two-beam Takagi-Taupin (physics/dynamical.py) with its static march options."""
 
     options: dynamical.DynamicalOptions = dynamical.DEFAULT_OPTIONS
+    devices: int = 1  # rocking angles sharded over the first `devices` devices (1: not)
     name: ClassVar[str] = "dynamical"
 
     def __call__(
         self, crystal: CrystalParams, geometry: Geometry, nuisance: Nuisance = Nuisance()
     ) -> jax.Array:
         """Dynamical intensity at the geometry's rocking angles shifted by the nuisance offset."""
-        return dynamical.forward(crystal, geometry, self.options, nuisance.rocking_offset_rad)
+        offset = nuisance.rocking_offset_rad
+        if self.devices == 1:
+            return dynamical.forward(crystal, geometry, self.options, offset)
+        available = jax.devices()
+        if len(available) < self.devices:
+            raise ParameterError(
+                "devices",
+                f"{self.devices} devices asked for, {len(available)} available",
+                "ask for at most that many (JAX sees one CPU device unless XLA_FLAGS has "
+                "--xla_force_host_platform_device_count)",
+            )
+        mesh = dynamical.angle_mesh(available[: self.devices])
+        return dynamical.forward_sharded(crystal, geometry, self.options, mesh, offset)
 
 
 FORWARD_MODELS: dict[str, type] = {m.name: m for m in (Kinematical, Dynamical)}

@@ -192,10 +192,10 @@ def step_config(
     grid, ~10x slower on a typical oversampled grid).
     """
     dynamical = params.model == "dynamical"
-    options = {}
+    options = {"devices": params.devices} if dynamical and params.devices > 1 else {}
     if dynamical and support is not None:
         box = support_box(np.asarray(support), params.dynamical_box_margin)
-        options = {"options": DynamicalOptions(box=box)}
+        options["options"] = DynamicalOptions(box=box)
     return StepConfig(
         geometry=geometry,
         model=forward_model(params.model, **options),
