@@ -335,6 +335,21 @@ def _fingerprinted(rule: MergeRule) -> dict:
     return {k: v for k, v in dump.items() if LATER_RULE_KEYS.get(k, object()) != v}
 
 
+def _scores(
+    key: str, attrs: dict[str, dict], left_out: dict[str, str], rule: MergeRule
+) -> list[tuple[float, str]]:
+    """(the rule's metric, task id) of every result not left out; a result without that
+    metric (free_deviance of a task that held no voxels out) is a DyncdiError."""
+    unscored = [t for t, a in attrs.items() if rule.metric not in a["metrics"]]
+    if unscored:
+        raise DyncdiError(
+            "merge.metric",
+            f"{len(unscored)} results of {key} have no {rule.metric} (e.g. {unscored[0]})",
+            "rank by error, or recompute them with base.free_fraction > 0",
+        )
+    return [(float(a["metrics"][rule.metric]), t) for t, a in attrs.items() if t not in left_out]
+
+
 def merge_group(
     store: Store,
     dataset: str,
@@ -358,14 +373,7 @@ def merge_group(
         return None
     attrs = {t: store.result_attrs(t) for t in ids}
     left_out = diverged(attrs, rule)
-    unscored = [t for t in ids if rule.metric not in attrs[t]["metrics"]]
-    if unscored:
-        raise DyncdiError(
-            "merge.metric",
-            f"{len(unscored)} results of {key} have no {rule.metric} (e.g. {unscored[0]})",
-            "rank by error, or recompute them with base.free_fraction > 0",
-        )
-    scored = [(float(attrs[t]["metrics"][rule.metric]), t) for t in ids if t not in left_out]
+    scored = _scores(key, attrs, left_out, rule)
     starts = {t: start_of(attrs[t]["spec"]) for t in ids}
     chosen = select(one_per_start(scored, starts) if rule.one_per_start else scored, rule)
     if not chosen:

@@ -100,3 +100,12 @@ def test_members_count_their_independent_starts_and_one_per_start_keeps_them_apa
             and store.result_attrs(u)["status"] == "done"
         ]
         assert store.result_attrs(t)["metrics"]["error"] == min(same_start)
+
+
+def test_ranking_by_free_deviance_without_held_out_voxels_is_a_clear_error(old_store):
+    from dyncdi_hpc.config import MergeRule
+    from dyncdi_hpc.errors import DyncdiError
+
+    store = Store.create(old_store)
+    with pytest.raises(DyncdiError, match=r"merge.metric: \d+ results of .* have no free_dev"):
+        merge_store(store, MergeRule(metric="free_deviance"))
