@@ -40,7 +40,7 @@ class PinCores(WorkerPlugin):
     name = "dyncdi-pin-cores"
 
     def __init__(self, n_workers: int, cpus: list[int] | None = None) -> None:
-        self.n_workers = n_workers
+        self.n_workers = max(n_workers, 1)  # a cluster started empty and scaled later
         self.cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
 
     def setup(self, worker) -> None:

@@ -22,6 +22,18 @@ def test_shares_split_the_cores_and_never_leave_a_worker_without_one():
     assert affinity.shares([0], 2) == [[0], [0]]  # fewer cores than workers: all share
 
 
+def test_a_cluster_started_without_workers_gives_each_all_the_cores(monkeypatch):
+    pinned = []
+    monkeypatch.setattr(affinity, "pin_process", pinned.append)  # not this test process
+
+    class Worker:
+        name = 3
+
+    affinity.PinCores(0, cpus=[0, 1]).setup(Worker())  # no ZeroDivisionError
+    affinity.PinCores(2, cpus=[0, 1]).setup(Worker())
+    assert pinned == [[0, 1], [1]]
+
+
 def test_pinning_covers_every_thread_of_the_process():
     # a thread started before the pin moves too, and XLA's pool sees one core
     code = (
