@@ -25,6 +25,21 @@ CONJUGATE_PLANES = ((1, 2), (0, 2), (0, 1))  # (vertical, horizontal) axes of ea
 CONJUGATE_NAMES = ("x0", "x1", "x2")  # the real-space conjugates of rocking, row and column
 
 
+def _label_panel(ax, label, names, axes, at, unit, limits) -> None:
+    """Title (the plane and where it cuts), axis labels with units, limits of one slice panel;
+    axes: (horizontal, vertical, normal) indices into names and limits."""
+    h, v, normal = axes
+    ax.set_title(
+        f"{label}\n{names[h]}-{names[v]} plane, {names[normal]} = {at:.0f} {unit}", fontsize=8
+    )
+    if limits is not None:
+        ax.set_xlim(*limits[h])
+        ax.set_ylim(*limits[v])
+    ax.set_xlabel(f"{names[h]} ({unit})", fontsize=8)
+    ax.set_ylabel(f"{names[v]} ({unit})", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
 def _conjugate_row(axes, volume, label, cmap, vmin, vmax, units, grid, fig) -> None:
     """One row of central slices of a conjugate-grid volume; grid: (coordinates (3 arrays),
     their unit, limits (3 (low, high) or None))."""
@@ -34,17 +49,7 @@ def _conjugate_row(axes, volume, label, cmap, vmin, vmax, units, grid, fig) -> N
         extent = (coords[h][0], coords[h][-1], coords[v][0], coords[v][-1])
         im = ax.imshow(sl, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=extent)
         at = coords[normal][volume.shape[normal] // 2]
-        ax.set_title(
-            f"{label}\n{CONJUGATE_NAMES[h]}-{CONJUGATE_NAMES[v]} plane, "
-            f"{CONJUGATE_NAMES[normal]} = {at:.0f} {unit}",
-            fontsize=8,
-        )
-        if limits is not None:
-            ax.set_xlim(*limits[h])
-            ax.set_ylim(*limits[v])
-        ax.set_xlabel(f"{CONJUGATE_NAMES[h]} ({unit})", fontsize=8)
-        ax.set_ylabel(f"{CONJUGATE_NAMES[v]} ({unit})", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _label_panel(ax, label, CONJUGATE_NAMES, (h, v, normal), at, unit, limits)
     fig.colorbar(im, ax=list(axes), shrink=0.85, label=units)
 
 
@@ -215,17 +220,8 @@ def sample_slices_figure(
             hi, vi = "xyz".index(h), "xyz".index(v)
             extent = (axes_nm[hi][0], axes_nm[hi][-1], axes_nm[vi][0], axes_nm[vi][-1])
             im = ax.imshow(sl.T, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=extent)
-            ax.set_title(
-                f"{label}\n{names[hi]}-{names[vi]} plane, "
-                f"{names[normal]} = {axes_nm[normal][index]:.0f} nm",
-                fontsize=8,
-            )
-            if limits_nm is not None:
-                ax.set_xlim(*limits_nm[hi])
-                ax.set_ylim(*limits_nm[vi])
-            ax.set_xlabel(f"{names[hi]} (nm)", fontsize=8)
-            ax.set_ylabel(f"{names[vi]} (nm)", fontsize=8)
-            ax.tick_params(labelsize=7)
+            at = axes_nm[normal][index]
+            _label_panel(ax, label, names, (hi, vi, normal), at, "nm", limits_nm)
         fig.colorbar(im, ax=list(axes[row]), shrink=0.85, label=units)
     fig.suptitle(textwrap.fill(title, 100))  # frame descriptions run long
     fig.savefig(path, dpi=90)  # constrained layout: no second draw
