@@ -16,6 +16,7 @@ from dyncdi_hpc.config import CrystalConfig, GeometryConfig, ReconParams, Simula
 from dyncdi_hpc.schedule.compile_cache import CACHE_ENV, enable_here
 from tests.slurm_plugin import pytest_addoption as pytest_addoption
 from tests.slurm_plugin import pytest_collection_modifyitems as pytest_collection_modifyitems
+from tests.slurm_plugin import pytest_configure as pytest_configure
 from tests.slurm_plugin import pytest_unconfigure as pytest_unconfigure
 
 REPO = Path(__file__).resolve().parents[1]

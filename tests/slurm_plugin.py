@@ -9,12 +9,18 @@ already running is used and left running.
 
 DYNCDI_SLURM_AUTOSTART=0 keeps the suite from starting one; DYNCDI_SLURM_UP and
 DYNCDI_SLURM_DOWN name other start and stop scripts.
+
+Under pytest-xdist every worker collects, so the start is serialised by a file lock (the
+first worker starts SLURM, the others find it running), and the one stop is the controller's,
+at the end of the whole run: the worker that started it leaves a flag file for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the scripts can be replaced (tests/test_slurm_plugin.py starts a fake SLURM)
 UP = Path(os.environ.get("DYNCDI_SLURM_UP", REPO / ".ci" / "slurm-up"))
 DOWN = Path(os.environ.get("DYNCDI_SLURM_DOWN", REPO / ".ci" / "slurm-down"))
-_started = False
+FLAG_ENV = "DYNCDI_SLURM_STARTED_FLAG"  # set by the controller, inherited by xdist workers
+LOCK = Path(tempfile.gettempdir()) / "dyncdi-slurm-start.lock"
 
 
 def slurm_problem() -> str | None:
@@ -51,7 +58,6 @@ def slurm_required(config: pytest.Config) -> bool:
 
 def _start() -> str | None:
     """Start SLURM with .ci/slurm-up; None when it runs, else why it could not."""
-    global _started
     if os.environ.get("DYNCDI_SLURM_AUTOSTART", "1") == "0":
         return "DYNCDI_SLURM_AUTOSTART=0"
     if not UP.is_file():
@@ -63,7 +69,8 @@ def _start() -> str | None:
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         return f".ci/slurm-up failed: {last}"
-    _started = True
+    if FLAG_ENV in os.environ:
+        Path(os.environ[FLAG_ENV]).touch()
     problem = slurm_problem()
     return None if problem is None else f"started, but {problem}"
 
@@ -76,12 +83,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        os.environ[FLAG_ENV] = str(Path(tempfile.mkdtemp(prefix="dyncdi-slurm-")) / "started")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = [item for item in items if item.get_closest_marker("slurm")]
     problem = slurm_problem() if wanted else None
     if problem is None:
         return
-    not_started = _start()
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        problem = slurm_problem()
+        if problem is None:  # another worker started it meanwhile
+            return
+        not_started = _start()
     if not_started is None or slurm_required(config):
         return
     reason = (
@@ -94,5 +111,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _started and DOWN.is_file():
+    if hasattr(config, "workerinput") or FLAG_ENV not in os.environ:
+        return
+    flag = Path(os.environ.pop(FLAG_ENV))
+    if flag.exists() and DOWN.is_file():
         subprocess.run([str(DOWN)], capture_output=True, timeout=120)
+    flag.unlink(missing_ok=True)
+    flag.parent.rmdir()

@@ -92,6 +92,28 @@ def test_the_suite_starts_slurm_and_stops_it(pytester, no_slurm, monkeypatch, tm
     assert not sinfo.exists()
 
 
+def test_under_xdist_one_worker_starts_slurm_and_the_controller_stops_it(
+    pytester, no_slurm, monkeypatch, tmp_path
+):
+    """Two xdist workers both collect the slurm test: slurm-up runs once (the second worker
+    finds the node the first one started), slurm-down once, after both workers are done."""
+    pytester.makepyfile(test_y=NEEDS_SLURM.replace("test_needs_slurm", "test_also_needs_slurm"))
+    sinfo = no_slurm / "sinfo"
+    fake = "#!/bin/sh\\necho idle\\n"
+    ups, downs = tmp_path / "up.log", tmp_path / "down.log"
+    up = _script(
+        tmp_path / "up",
+        f"echo up >> {ups}\nprintf '{fake}' > {sinfo}\n/bin/chmod +x {sinfo}\n",
+    )
+    down = _script(tmp_path / "down", f"/bin/rm {sinfo}\necho down >> {downs}\n")
+    monkeypatch.setenv("DYNCDI_SLURM_UP", str(up))
+    monkeypatch.setenv("DYNCDI_SLURM_DOWN", str(down))
+    result = pytester.runpytest_subprocess("-p", "tests.slurm_plugin", "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert ups.read_text() == "up\n" and downs.read_text() == "down\n"
+    assert not sinfo.exists()
+
+
 def test_a_running_slurm_is_used_and_left_running(pytester, no_slurm, monkeypatch, tmp_path):
     sinfo = _script(no_slurm / "sinfo", "echo idle\n")
     down = _script(tmp_path / "down", f"echo stopped > {tmp_path / 'down.log'}\n")

@@ -68,12 +68,14 @@ def test_shapes_must_agree(noiseless32, geometry32):
         prtf(_truth(noiseless32)[:-1], noiseless32.intensity, geometry32)
 
 
-def _ensemble(sim, geometry, starts):
+def _ensemble(sim, geometry, starts, keep=None):
+    """The keep (default: all) lowest-error of starts reconstructions, aligned onto the best:
+    the selection a merge makes, which keeps a start stuck in a local minimum out."""
     recs = [
         reconstruct(sim.intensity, None, geometry, ReconParams(), key=jax.random.key(s))
         for s in range(starts)
     ]
-    recs.sort(key=lambda r: r.metrics["error"])
+    recs = sorted(recs, key=lambda r: r.metrics["error"])[:keep]
     ref = recs[0].obj
     return np.stack([ref] + [align(r.obj, ref).obj for r in recs[1:]])
 
@@ -81,10 +83,11 @@ def _ensemble(sim, geometry, starts):
 def test_reconstructions_noiseless_near_one_noisy_falling_with_a_resolution_in_nm(
     noiseless32, geometry32
 ):
-    """Measured: noiseless, 2 members, PRTF >= 0.98 in every shell to the edge of the data
-    (resolution = the data's limit, 91 nm); 100 counts at the peak with Poisson noise,
-    3 members, PRTF 1.0 -> 0.2, falling to 1/e at 0.023 nm^-1: 134 nm half-period."""
-    clean = prtf(_ensemble(noiseless32, geometry32, 2), noiseless32.intensity, geometry32)
+    """Measured: noiseless, the best 2 of 4 starts, PRTF >= 0.98 in every shell to the edge of
+    the data (resolution = the data's limit, 91 nm); 100 counts at the peak with Poisson noise,
+    3 members, PRTF 1.0 -> 0.2, falling to 1/e at 0.023 nm^-1: 134 nm half-period. (Of starts
+    0-5, one is stuck at 0.37 rad on one machine's floating point, none on another's.)"""
+    clean = prtf(_ensemble(noiseless32, geometry32, 4, keep=2), noiseless32.intensity, geometry32)
     assert np.all(clean.prtf > 0.95), clean.prtf
     assert clean.limited_by_data
 
