@@ -43,6 +43,13 @@ Normalisation. The far field is divided by kappa C |chih| p0 sqrt(N0 N1 N2), kap
 lambda, so that for chi -> 0 the intensity equals kinematical.forward's with the same parameters
 (to ~1e-3 at points_per_voxel = 2, less at finer steps). Dynamical effects (extinction,
 refraction, absorption) appear as departures from it; a reconstruction fits one global scale.
+
+Measured geometries. A grid that is not (uh, z, y)-aligned (a measured scan's LabFrame whose
+rocking axis, detector orientation or centre channel turn the q steps) takes
+dynamical_measured.py: the same march on slices of the crystal frame, the object interpolated
+from the oblique grid, the far field by a NUFFT on the detector's lattice. An aligned frame
+(diffractometer.symmetric_frame) keeps this path; DynamicalOptions.general_path forces the
+other one for checks. march_plan returns a MarchPlan or a MeasuredPlan, forward takes either.
 """
 
 from __future__ import annotations
@@ -59,13 +66,12 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
 from ..errors import ParameterError, field_path
-from . import tt_march
+from . import dynamical_measured, tt_march
+from .dynamical_measured import Box, MeasuredPlan
 from .geometry import Geometry
 from .materials import BraggCase, Susceptibility, bragg_case
 from .objects import CrystalParams
 from .sheared_march import ShearedCoefficients, sheared_coefficients, sheared_march
-
-Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 # Voxels added on each side of a user box along m0: the prefilter (1 / sinc^2 along m0) spreads
 # psi beyond the crystal with tails ~ 0.26, 0.10, 0.05, 0.03 of an edge voxel at 1, 2, 3, 4
@@ -88,7 +94,11 @@ class DynamicalOptions:
     reflection (None: xraydb through materials.py); box: a static bounding box of the crystal,
     ((lo0, hi0), (lo1, hi1), (lo2, hi2)) voxel index ranges [lo, hi) of the conjugate grid
     (support_box computes one): the object is vacuum outside it (its logits and phase there
-    are ignored), and only the box is marched (None: the whole grid).
+    are ignored), and only the box is marched (None: the whole grid). Measured geometries only
+    (dynamical_measured.py): slices_per_voxel: y-slices per voxel column width (the exit-plane
+    sampling across the scattering plane, > 0; 2 halves the weak-limit sampling error, ~4e-4
+    at 1, for twice the march); general_path: take that path even on an
+    aligned grid (a check of it against this one).
     """
 
     points_per_extinction: float = tt_march.POINTS_PER_EXTINCTION
@@ -98,6 +108,8 @@ class DynamicalOptions:
     angle_chunk: int = 0
     chi: Susceptibility | None = None
     box: Box | None = None
+    slices_per_voxel: float = 1.0
+    general_path: bool = False
 
 
 DEFAULT_OPTIONS = DynamicalOptions()
@@ -133,8 +145,12 @@ def bragg_case_of(geometry: Geometry, chi: Susceptibility | None = None) -> Brag
 
 
 def refraction_shift_rad(geometry: Geometry) -> float:
-    """Shift of the dynamical rocking curve by refraction, -Re chi0 / sin 2thetaB (rad)."""
-    return bragg_case_of(geometry).refraction_shift_rad
+    """Shift of the dynamical rocking curve by refraction, -Re chi0 / sin 2thetaB (rad), in the
+    rocking motor's angle: divided by dynamical_measured.rocking_efficiency on a measured grid."""
+    shift = bragg_case_of(geometry).refraction_shift_rad
+    if dynamical_measured.aligned(geometry):
+        return shift
+    return shift / dynamical_measured.rocking_efficiency(geometry)
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +230,10 @@ def _check_options(options: DynamicalOptions) -> None:
             f"angle_chunk {options.angle_chunk}, checkpoint_block {options.checkpoint_block}",
             "give 0 (off) or a positive count",
         )
+    if not options.slices_per_voxel > 0:
+        raise ParameterError(
+            "dynamical.slices_per_voxel", f"{options.slices_per_voxel}", "give a value > 0"
+        )
     if not options.points_per_extinction >= tt_march.MIN_POINTS_PER_EXTINCTION:
         raise ParameterError(
             "dynamical.points_per_extinction",
@@ -225,28 +245,28 @@ def _check_options(options: DynamicalOptions) -> None:
 def _frame_lengths(geometry: Geometry, case: BraggCase) -> tuple[float, float]:
     """|a0|, |a1| (nm) of a conjugate grid checked to be (uh, z, y)-aligned."""
     tb = geometry.bragg_angle_rad
-    if abs(case.bragg_angle_rad - tb) > 1e-9:
+    # a measured |Q| sets its own Bragg angle (the lattice strain); the material sets chi
+    if geometry.frame is None and abs(case.bragg_angle_rad - tb) > 1e-9:
         raise ParameterError("geometry", "materials and geometry disagree on the Bragg angle")
     basis = geometry.real_basis
-    a0, a1, a2 = (basis[:, j] for j in range(3))
-    uh = np.array([math.cos(tb), 0.0, math.sin(tb)])
-    len0, len1 = float(np.linalg.norm(a0)), float(np.linalg.norm(a1))
-    frame_ok = (
-        np.allclose(a0, len0 * uh, rtol=0, atol=1e-9 * len0)
-        and np.allclose(a1, [0.0, 0.0, len1], rtol=0, atol=1e-9 * len1)
-        and np.allclose(a2[[0, 2]], 0.0, atol=1e-9 * np.linalg.norm(a2))
-    )
-    if not frame_ok:  # geometry.py's frame guarantees it; a changed frame must not pass silently
+    len0, len1 = (float(np.linalg.norm(basis[:, j])) for j in range(2))
+    # geometry.py's frame guarantees it; a changed frame must not pass silently
+    if not dynamical_measured.aligned(geometry):
         raise ParameterError("geometry", "the conjugate grid is not (uh, z, y)-aligned")
     return len0, len1
 
 
 @functools.lru_cache(maxsize=64)
-def march_plan(geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS) -> MarchPlan:
-    """The static march plan of a geometry and options (cached)."""
+def march_plan(
+    geometry: Geometry, options: DynamicalOptions = DEFAULT_OPTIONS
+) -> MarchPlan | MeasuredPlan:
+    """The static march plan of a geometry and options (cached): a MeasuredPlan for a grid
+    that is not (uh, z, y)-aligned or with options.general_path, else a MarchPlan."""
     _check_options(options)
     object_box = box = _check_box(options.box, geometry.shape)
     case = bragg_case_of(geometry, options.chi)
+    if options.general_path or not dynamical_measured.aligned(geometry):
+        return dynamical_measured.measured_plan(geometry, case, options, object_box)
     len0, len1 = _frame_lengths(geometry, case)
     tb = geometry.bragg_angle_rad
     ell = case.extinction_length_ray_nm
@@ -361,19 +381,28 @@ def _frames(k: ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan) -> jax.A
     return amp.real**2 + amp.imag**2
 
 
+def _coefficients(params: CrystalParams, plan: MarchPlan | MeasuredPlan) -> ShearedCoefficients:
+    """march_coefficients of either plan, each (nx, nrays, nslices) complex."""
+    if isinstance(plan, MeasuredPlan):
+        return dynamical_measured.march_coefficients(params, plan)
+    return march_coefficients(params, plan)
+
+
 def _chunked_frames(
-    k: ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan, chunk: int
+    k: ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan | MeasuredPlan, chunk: int
 ) -> jax.Array:
-    """_frames over the angles, chunk at a time (recomputed under reverse mode) when chunk > 0."""
+    """The frames of either plan over the angles, chunk at a time (recomputed under reverse
+    mode) when chunk > 0."""
+    frames = dynamical_measured.frames if isinstance(plan, MeasuredPlan) else _frames
     n = dtheta.shape[0]
     if chunk <= 0 or chunk >= n:
-        return _frames(k, dtheta, plan)
+        return frames(k, dtheta, plan)
     nchunks = -(-n // chunk)
     padded = jnp.pad(dtheta, (0, nchunks * chunk - n))
 
     @jax.checkpoint
     def body(d: jax.Array) -> jax.Array:
-        return _frames(k, d, plan)
+        return frames(k, d, plan)
 
     frames = lax.map(body, padded.reshape(nchunks, chunk))
     return frames.reshape(nchunks * chunk, *frames.shape[2:])[:n]
@@ -392,10 +421,11 @@ def forward(
     march, float64 -> complex128). Equals kinematical.forward for chi -> 0. dtheta_offset
     (rad, traced, differentiable): absolute rocking offset added to every rocking angle of the
     geometry, so frame n0 is the crystal at dtheta_n0 + dtheta_offset from the kinematical
-    Bragg angle (a dynamical curve sits at the refraction shift -Re chi0 / sin 2tB).
+    Bragg angle (a dynamical curve sits at the refraction shift -Re chi0 / sin 2tB). On a
+    measured grid the angles are the rocking motor's (refraction_shift_rad gives the shift).
     """
     plan = march_plan(geometry, options)
-    k = march_coefficients(params, plan)
+    k = _coefficients(params, plan)
     dtype = params.logits.dtype
     dtheta = jnp.asarray(plan.dtheta, dtype) + jnp.asarray(dtheta_offset, dtype)
     return _chunked_frames(k, dtheta, plan, options.angle_chunk)
@@ -423,7 +453,7 @@ def forward_sharded(
     """
     mesh = mesh if mesh is not None else angle_mesh()
     plan = march_plan(geometry, options)
-    k = march_coefficients(params, plan)
+    k = _coefficients(params, plan)
     ndev = mesh.shape["angle"]
     n = plan.dtheta.shape[0]
     total = -(-n // ndev) * ndev
