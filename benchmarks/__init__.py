@@ -8,7 +8,16 @@ PLOTS if it can be drawn.
 
 from __future__ import annotations
 
-from . import cohere, distributed, dynamical, footprint, kernels, quality, real_34idc
+from . import (
+    cohere,
+    distributed,
+    dynamical,
+    footprint,
+    kernels,
+    quality,
+    real_34idc,
+    real_34idc_dynamical,
+)
 from .harness import Benchmark, Plot
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -20,11 +29,12 @@ BENCHMARKS: dict[str, Benchmark] = {
     "thick_crystal": quality.run_thick_crystal,
     "sizes": quality.run_sizes,
     "real_34idc": real_34idc.run,
+    "real_34idc_dynamical": real_34idc_dynamical.run,
 }
 
 # Each runs a whole workflow sweep (minutes to tens of minutes): `run --quick` without --only
 # leaves them out so that it stays under 10 minutes; `--only NAME [--quick]` runs one.
-WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes", "real_34idc")
+WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes", "real_34idc", "real_34idc_dynamical")
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
@@ -32,6 +42,7 @@ PLOTS: dict[str, Plot] = {
     "cohere": cohere.plot,
     "sizes": quality.plot_sizes,
     "real_34idc": real_34idc.plot,
+    "real_34idc_dynamical": real_34idc_dynamical.plot,
 }
 
 __all__ = ["BENCHMARKS", "PLOTS", "WORKFLOW_BENCHMARKS"]

@@ -90,3 +90,52 @@ def write_spec(
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def run_tiny_sweep(store_path: Path, sweep: dict, base: dict, merge: dict):
+    """Run in-process, and merge, a sweep of the 16^3 dynamically simulated 450 nm crystal
+    ("thick") with the fast staged recipe (kinematical AD, then base's model): (spec, store)."""
+    from dyncdi_hpc.config import ADStage, SweepSpec
+    from dyncdi_hpc.merge.combine import merge_store
+    from dyncdi_hpc.schedule.run import plan_sweep
+    from dyncdi_hpc.task import run_task
+    from tests.recon.test_dynamical_recon import GEOMETRY_16
+
+    simulate = SimulateConfig(
+        geometry=GEOMETRY_16, crystal=CrystalConfig(size_nm=450.0), model="dynamical"
+    )
+    spec = SweepSpec(
+        name=store_path.stem,
+        store=store_path,
+        datasets={"thick": {"simulate": simulate}},
+        base={
+            "recipe": "20*ER+40*HIO+20*ER",
+            "stages": [ADStage(model="kinematical", ad_steps=10)],
+            "ad_steps": 10,
+            "log_every": 5,
+            **base,
+        },
+        sweep=sweep,
+        merge=merge,
+    )
+    store, the_plan = plan_sweep(spec, store_path)
+    for task in the_plan.todo:
+        assert run_task(str(store_path), task.model_dump_json())["status"] == "done"
+    merge_store(store, spec.merge)
+    return spec, store
+
+
+@pytest.fixture(scope="session")
+def two_model_store(tmp_path_factory):
+    """A finished, merged 16^3 store of 2 starts with each model (the dynamical one from a
+    flat and from the previous start), 5% of the voxels held out: (spec, store)."""
+    return run_tiny_sweep(
+        tmp_path_factory.mktemp("two-models") / "two-models.zarr",
+        sweep={
+            "seed": 2,
+            "model": ["kinematical", "dynamical"],
+            "dynamical_start": ["flat", "previous"],
+        },
+        base={"free_fraction": 0.05},
+        merge={"metric": "free_deviance", "fraction": 0.5},
+    )

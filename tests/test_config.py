@@ -103,7 +103,9 @@ def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["demo", "thick-crystal", "sizes", "aps34idc-au111"])
+@pytest.mark.parametrize(
+    "name", ["demo", "thick-crystal", "sizes", "aps34idc-au111", "aps34idc-au111-models"]
+)
 def test_shipped_workflows_validate(name):
     spec = load_sweep(REPO / "workflows" / f"{name}.yaml")
     assert spec.name == name

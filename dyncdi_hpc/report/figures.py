@@ -348,3 +348,28 @@ def mask_cause_figure(
     fig.savefig(path, dpi=90)  # constrained layout: no second draw
     plt.close(fig)
     return path
+
+
+def model_difference_figure(
+    path: Path,
+    rows: list[tuple[str, np.ndarray, str, str]],
+    voxel_nm: tuple[float, float, float],
+    limits_nm: list[tuple[float, float]] | None,
+    title: str,
+) -> Path:
+    """Central slices of each (label, volume (N0, N1, N2), colour-bar unit, colour map) row
+    on the conjugate grid, axes in nm; every row's colour scale symmetric about 0 at its
+    99th percentile of |value| (NaN, outside the support, blank)."""
+    fig, axes = plt.subplots(
+        len(rows), 3, figsize=(10, 3.1 * len(rows)), squeeze=False, layout="constrained"
+    )
+    coords = conjugate_axes_nm(rows[0][1].shape, voxel_nm)
+    for row, (label, volume, units, cmap) in enumerate(rows):
+        finite = np.abs(volume[np.isfinite(volume)])
+        limit = float(np.quantile(finite, 0.99)) if finite.size else 1.0
+        grid = (coords, "nm", limits_nm)
+        _conjugate_row(axes[row], volume, label, cmap, -limit, limit, units, grid, fig)
+    fig.suptitle(textwrap.fill(title, 100))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

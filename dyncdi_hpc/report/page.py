@@ -6,8 +6,10 @@ through the peak; for a measured scan the mask by cause and amplitude / phase / 
 laboratory frame; amplitude / phase / displacement / strain in the sample frame, their
 uncertainty maps, a support-probability isosurface, the comparison with the ground truth
 when there is one (parts.py builds the newer parts); for each multi-reflection set its errors
-against the truth and central slices of u; then the loss curves of every task
-(merged, outlier or not selected), the sweep's parameters and outcomes, and provenance.
+against the truth and central slices of u; for a dataset merged with both models their
+deviances and the difference of their displacement and strain (compare.py); then the loss
+curves of every task (merged, outlier or not selected), the sweep's parameters and outcomes,
+and provenance.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..identity import stable_hash
 from ..store.groups import complex_object
 from ..store.integrity import DamagedGroup
 from ..store.zarr_store import Store
+from .compare import model_comparison_section, model_pairs
 from .export import sample_frame
 from .figures import (
     conjugate_axes_nm,
@@ -400,6 +403,7 @@ def write_report(store: Store, out: Path, skip_unchanged: bool = False) -> Path:
         section, member_states = _merged_section(store, key, out)
         sections.append(section)
         states.update(member_states)
+    sections += [model_comparison_section(store, d, out) for d in model_pairs(store)]
     sections += [_multi_section(store, name, out) for name in store.multi_names()]
     loss_png = loss_figure(out / "losses.png", _histories(store, states))
     page.write_text(_page(store, sections, loss_png, _task_rows(store, states)))

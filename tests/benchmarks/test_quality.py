@@ -10,37 +10,17 @@ import pytest
 from matplotlib.figure import Figure
 
 from benchmarks import quality
-from dyncdi_hpc.config import ADStage, CrystalConfig, SimulateConfig, SweepSpec
-from dyncdi_hpc.merge.combine import merge_store
-from dyncdi_hpc.schedule.run import plan_sweep
-from dyncdi_hpc.task import run_task
-from tests.recon.test_dynamical_recon import GEOMETRY_16
+from tests.conftest import run_tiny_sweep
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
-    store_path = tmp_path_factory.mktemp("quality") / "tiny.zarr"
-    simulate = SimulateConfig(
-        geometry=GEOMETRY_16, crystal=CrystalConfig(size_nm=450.0), model="dynamical"
-    )
-    spec = SweepSpec(
-        name="tiny",
-        store=store_path,
-        datasets={"thick": {"simulate": simulate}},
-        base={
-            "recipe": "20*ER+40*HIO+20*ER",
-            "stages": [ADStage(model="kinematical", ad_steps=10)],
-            "ad_steps": 10,
-            "log_every": 5,
-        },
+    return run_tiny_sweep(
+        tmp_path_factory.mktemp("quality") / "tiny.zarr",
         sweep={"seed": 2, "model": ["kinematical", "dynamical"]},
+        base={},
         merge={"metric": "loss", "fraction": 0.5},
     )
-    store, the_plan = plan_sweep(spec, store_path)
-    for task in the_plan.todo:
-        assert run_task(str(store_path), task.model_dump_json())["status"] == "done"
-    merge_store(store, spec.merge)
-    return spec, store
 
 
 @pytest.mark.slow
