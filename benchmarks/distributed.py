@@ -1,5 +1,6 @@
 """Distributed overhead and scaling: tiny tasks through scheduler and store, 10 s tasks, 1 vs 2
-workers on a real sweep, store throughput and files per result group.
+workers on a real sweep, store throughput and files per result group, and SLURM throughput
+with 1, 2 and 4 worker jobs (slurm_throughput.py).
 
 Every measurement runs on a real LocalCluster with worker processes, as `dyncdi sweep` does.
 """
@@ -28,6 +29,8 @@ from dyncdi_hpc.store.groups import encode_result
 from dyncdi_hpc.store.zarr_store import Store
 from dyncdi_hpc.sweep import plan
 from dyncdi_hpc.task import run_task
+
+from . import slurm_throughput
 
 CLUSTER = {
     "threads_per_worker": 1,
@@ -131,8 +134,8 @@ def sweep_speedup(n_tasks: int, params: ReconParams) -> dict[str, Any]:
     }
 
 
-def _sweep_walls(n_tasks: int, params: ReconParams, pin: bool) -> dict[int, float]:
-    walls = {}
+def bench_input(store: Store) -> tuple[str, str]:
+    """Write the 32^3 simulated dataset of the sweep measurements; gives (name, fingerprint)."""
     geometry = GeometryConfig(
         energy_kev=9.0,
         shape=(32, 32, 32),
@@ -141,16 +144,25 @@ def _sweep_walls(n_tasks: int, params: ReconParams, pin: bool) -> dict[int, floa
         detector_distance_m=1.0,
     )
     ds = simulated_input(SimulateConfig(geometry=geometry), "bench")
+    store.write_input("bench", ds)
+    return "bench", ds.attrs["fingerprint"]
+
+
+def bench_tasks(store: Store, params: ReconParams, n_tasks: int) -> list[TaskSpec]:
+    """The sweep measurements' tasks: seeds 0..n_tasks-1 on bench_input's dataset in store."""
+    name, fingerprint = bench_input(store)
+    return [
+        TaskSpec(dataset=name, fingerprint=fingerprint, params=params, seed=s)
+        for s in range(n_tasks)
+    ]
+
+
+def _sweep_walls(n_tasks: int, params: ReconParams, pin: bool) -> dict[int, float]:
+    walls = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             store = Store.create(Path(tmp) / "s.zarr")
-            store.write_input("bench", ds)
-            tasks = [
-                TaskSpec(
-                    dataset="bench", fingerprint=ds.attrs["fingerprint"], params=params, seed=s
-                )
-                for s in range(n_tasks)
-            ]
+            tasks = bench_tasks(store, params, n_tasks)
             with LocalCluster(n_workers=workers, **CLUSTER) as c, Client(c) as client:
                 if pin:
                     client.register_plugin(PinCores(workers))
@@ -267,6 +279,7 @@ def run(quick: bool) -> dict[str, Any]:
     speed = sweep_speedup(4 if quick else 8, params)
     throughput = [store_throughput(20, 32), store_throughput(10, 64)]
     scale = store_scale(1000 if quick else 10_000)
+    slurm = slurm_throughput.slurm_throughput(bench_tasks, params, quick)
     table = [
         {
             "measure": f"tiny tasks, store {'on' if t['store'] else 'off'} ({t['tasks']})",
@@ -354,6 +367,7 @@ def run(quick: bool) -> dict[str, Any]:
             "target": "< 2 at 10,000",
             "met": scale["status_s"] < 2 if scale["results"] >= 10_000 else None,
         },
+        *slurm_throughput.table_rows(slurm),
     ]
     return {
         "description": __doc__.strip().splitlines()[0],
@@ -362,5 +376,6 @@ def run(quick: bool) -> dict[str, Any]:
         "sweep_speedup": speed,
         "store_throughput": throughput,
         "store_scale": scale,
+        "slurm_throughput": slurm,
         "table": table,
     }
