@@ -51,6 +51,8 @@ LARGE_TIMEOUT_S = 180.0  # per variant; a variant that runs longer is recorded a
 LARGE_MEM_FRACTION = "0.95"  # of the GPU's memory the large runs' allocator may use
 OPTIONS = dynamical.DynamicalOptions(angle_chunk=8, checkpoint_block=8)
 SUPPORT_THRESHOLD = 0.01  # the static box: voxels with S above this, grown by one voxel
+FUSED_SIZE = 128  # fused Pallas march against the XLA scan: N^3 on a GPU (QUICK: FUSED_QUICK)
+FUSED_QUICK = 64
 
 
 def boxed_options(params: CrystalParams) -> dynamical.DynamicalOptions:
@@ -419,12 +421,59 @@ def large_rows(large: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Registered entry point: N = 16, 32, 64 (quick: 16, 32); on a GPU 32, 64, 128 and 256."""
-    if quick:
-        return measure(QUICK_SIZES, repeats=2)
+def fused_march(n: int = FUSED_SIZE, repeats: int = 3) -> dict[str, Any]:
+    """fwd+grad at n^3 with march_kernel "xla" and "pallas" side by side, on a GPU only.
+
+    The reconstruction's options (the support box, no angle chunks or checkpoints), so that
+    both marches keep no history; also the largest gradient difference between them.
+    """
     if jax.default_backend() != "gpu":
-        return measure(SIZES, repeats=3)
+        return {
+            "fused_march": "not measured",
+            "reason": "no GPU on this machine (Pallas interpret mode on CPU is a correctness "
+            "check, not a speed)",
+        }
+    params, geometry = problem(n)
+    base = recon_options(params)
+    grads = {}
+    for kernel in ("xla", "pallas"):
+        opts = dataclasses.replace(base, march_kernel=kernel)
+
+        def loss(p, o=opts):
+            return jnp.sum(jnp.sqrt(dynamical.forward(p, geometry, o) + 1e-6))
+
+        grads[kernel] = jax.jit(jax.grad(loss))
+    timings = time_interleaved(
+        {f"{k}_fwd_grad": partial(g, params) for k, g in grads.items()}, repeats=repeats
+    )
+    a, b = (grads[k](params) for k in ("xla", "pallas"))
+    diff = max(
+        float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(x)))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+    times = {k: t.to_json() for k, t in timings.items()}
+    return {
+        "n": n,
+        "box": base.box,
+        "march_points": dynamical.march_plan(geometry, base).points,
+        "timings": times,
+        "speedup_pallas_over_xla": (
+            timings["xla_fwd_grad"].median_s / timings["pallas_fwd_grad"].median_s
+        ),
+        "grad_max_rel_difference": diff,
+        "device_kind": jax.devices()[0].device_kind,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Registered entry point: N = 16, 32, 64 (quick: 16, 32); on a GPU 32, 64, 128 and 256.
+
+    Every run also holds "fused_march" (fused_march: measured on a GPU only).
+    """
+    if quick:
+        return {**measure(QUICK_SIZES, repeats=2), "fused_march": fused_march(FUSED_QUICK, 2)}
+    if jax.default_backend() != "gpu":
+        return {**measure(SIZES, repeats=3), "fused_march": fused_march()}
     large = []  # first, while this process holds next to nothing on the GPU
     for n in LARGE_SIZES:
         for variant, repeats in LARGE_VARIANTS.items():
@@ -440,6 +489,7 @@ def run(quick: bool) -> dict[str, Any]:
         f"{os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE', 'unset (true)')}"
     )
     result["table"] = result["table"] + large_rows(large)
+    result["fused_march"] = fused_march()
     return result
 
 

@@ -69,9 +69,10 @@ from ..errors import ParameterError, field_path
 from . import dynamical_measured, tt_march
 from .dynamical_measured import Box, MeasuredPlan
 from .geometry import Geometry
+from .march_pallas import MARCH_KERNELS, march, resolve_march_kernel
 from .materials import BraggCase, Susceptibility, bragg_case
 from .objects import CrystalParams
-from .sheared_march import ShearedCoefficients, sheared_coefficients, sheared_march
+from .sheared_march import ShearedCoefficients, sheared_coefficients
 
 # Voxels added on each side of a user box along m0: the prefilter (1 / sinc^2 along m0) spreads
 # psi beyond the crystal with tails ~ 0.26, 0.10, 0.05, 0.03 of an edge voxel at 1, 2, 3, 4
@@ -94,11 +95,14 @@ class DynamicalOptions:
     reflection (None: xraydb through materials.py); box: a static bounding box of the crystal,
     ((lo0, hi0), (lo1, hi1), (lo2, hi2)) voxel index ranges [lo, hi) of the conjugate grid
     (support_box computes one): the object is vacuum outside it (its logits and phase there
-    are ignored), and only the box is marched (None: the whole grid). Measured geometries only
-    (dynamical_measured.py): slices_per_voxel: y-slices per voxel column width (the exit-plane
-    sampling across the scattering plane, > 0; 2 halves the weak-limit sampling error, ~4e-4
-    at 1, for twice the march); general_path: take that path even on an
-    aligned grid (a check of it against this one).
+    are ignored), and only the box is marched (None: the whole grid); march_kernel: "auto"
+    takes the fused Pallas march (march_pallas.py) on a GPU and the XLA scan elsewhere, "xla"
+    the XLA scan (sheared_march.py), "pallas" the fused march (in interpret mode on CPU: slow,
+    for tests; it ignores checkpoint_block: it keeps no march history). Measured geometries
+    only (dynamical_measured.py): slices_per_voxel: y-slices per voxel column width (the
+    exit-plane sampling across the scattering plane, > 0; 2 halves the weak-limit sampling
+    error, ~4e-4 at 1, for twice the march); general_path: take that path even on an aligned
+    grid (a check of it against this one).
     """
 
     points_per_extinction: float = tt_march.POINTS_PER_EXTINCTION
@@ -110,6 +114,7 @@ class DynamicalOptions:
     box: Box | None = None
     slices_per_voxel: float = 1.0
     general_path: bool = False
+    march_kernel: str = "auto"
 
 
 DEFAULT_OPTIONS = DynamicalOptions()
@@ -165,6 +170,7 @@ class MarchPlan:
 
     case: BraggCase
     setup: tt_march.MarchSetup
+    march_kernel: str  # "xla" or "pallas": options.march_kernel resolved on this backend
     shape: tuple[int, int, int]
     object_box: Box  # the object is vacuum outside it
     box: Box  # the marched box: object_box and room for the prefilter's tails along m0
@@ -234,6 +240,10 @@ def _check_options(options: DynamicalOptions) -> None:
         raise ParameterError(
             "dynamical.slices_per_voxel", f"{options.slices_per_voxel}", "give a value > 0"
         )
+    if options.march_kernel not in MARCH_KERNELS:
+        raise ParameterError(
+            "dynamical.march_kernel", f"{options.march_kernel}", "give auto, xla or pallas"
+        )
     if not options.points_per_extinction >= tt_march.MIN_POINTS_PER_EXTINCTION:
         raise ParameterError(
             "dynamical.points_per_extinction",
@@ -301,6 +311,7 @@ def march_plan(
     return MarchPlan(
         case=case,
         setup=setup,
+        march_kernel=resolve_march_kernel(options.march_kernel),
         shape=geometry.shape,
         object_box=object_box,
         box=box,
@@ -366,7 +377,8 @@ def _frames(k: ShearedCoefficients, dtheta: jax.Array, plan: MarchPlan) -> jax.A
     """Far-field intensity of rocking angles dtheta (A,) (rad): shape (A, N1, N2)."""
     rdtype = dtheta.dtype
     beta = plan.beta_per_rad * dtheta
-    out = sheared_march(k, lax.complex(jnp.cos(beta), -jnp.sin(beta)), plan.setup.checkpoint_block)
+    phase_step = lax.complex(jnp.cos(beta), -jnp.sin(beta))
+    out = march(k, phase_step, plan.setup.checkpoint_block, plan.march_kernel)
     field = jnp.moveaxis(out[plan.col_rays], 2, 0)  # (A, B1, B2): column m1, y-slice m2
     # Dh' = out exp(i beta (nx - 1 - i)) and exp(-i q.u0 i D) = exp(-i shear dtheta i), both
     # referred to the box's first column ray

@@ -72,10 +72,11 @@ from jax import lax
 from ..errors import ParameterError
 from . import tt_march
 from .geometry import Geometry
+from .march_pallas import march, resolve_march_kernel
 from .materials import BraggCase
 from .nufft import Nufft2Plan, nufft2, nufft2_plan
 from .objects import CrystalParams
-from .sheared_march import ShearedCoefficients, sheared_coefficients, sheared_march
+from .sheared_march import ShearedCoefficients, sheared_coefficients
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -97,6 +98,7 @@ class MarchOptions(Protocol):
     slices_per_voxel: float
     drop_chihbar: bool
     checkpoint_block: int
+    march_kernel: str
 
 
 def crystal_axes(bragg_angle_rad: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +139,7 @@ class MeasuredPlan:
 
     case: BraggCase
     setup: tt_march.MarchSetup
+    march_kernel: str  # "xla" or "pallas": options.march_kernel resolved on this backend
     shape: tuple[int, int, int]
     object_box: Box
     box: Box
@@ -285,6 +288,7 @@ def measured_plan(
     return MeasuredPlan(
         case=case,
         setup=setup,
+        march_kernel=resolve_march_kernel(options.march_kernel),
         shape=geometry.shape,
         object_box=object_box,
         box=box,
@@ -353,7 +357,8 @@ def frames(k: ShearedCoefficients, dtheta: jax.Array, plan: MeasuredPlan) -> jax
     """Far-field intensity of rocking-motor angles dtheta (A,) (rad): shape (A, N1, N2)."""
     rdtype = dtheta.dtype
     beta = plan.beta_per_rad * dtheta
-    out = sheared_march(k, lax.complex(jnp.cos(beta), -jnp.sin(beta)), plan.setup.checkpoint_block)
+    phase_step = lax.complex(jnp.cos(beta), -jnp.sin(beta))
+    out = march(k, phase_step, plan.setup.checkpoint_block, plan.march_kernel)
     field = jnp.moveaxis(out, 2, 0)  # (A, nrays, nslices)
     # Dh' = out exp(-i beta i) up to a constant, times the frame's exp(-2 pi i t mu0(r_i0) / N0)
     rays = jnp.arange(plan.nrays, dtype=rdtype)[None, :, None]
