@@ -142,6 +142,70 @@ def _git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# instruction sets that decide XLA's and the FFT's vector width: the same code is up to several
+# times faster with AVX-512 than with AVX2 (issue 17: one machine's figures doubled on another)
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+
+
+def _cpu_caches() -> dict[str, str]:
+    """The first CPU's caches, {"L1d": "48K", "L2": "2048K", ...} (Linux sysfs; else {})."""
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        caches[f"L{level}{suffix}"] = size
+    return caches
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in present]
+    except OSError:
+        pass
+    return []
+
+
+def _steal_fraction() -> float | None:
+    """Share of CPU time since boot that the hypervisor gave to other guests (/proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in fields[:8]]
+    return ticks[7] / sum(ticks) if len(ticks) == 8 and sum(ticks) else None
+
+
+def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+    """Best of `repeats` numpy copies of a `megabytes` array, as GB/s (read + write); larger
+    than most last-level caches (300 MB on some server CPUs: then partly a cache figure)."""
+    import numpy as np
+
+    src = np.ones(megabytes * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def cpu_facts() -> dict[str, Any]:
+    """What explains a CPU figure across machines: vector ISA, caches, steal, memory speed."""
+    return {
+        "isa": _cpu_flags(),
+        "caches": _cpu_caches(),
+        "steal_fraction_since_boot": _steal_fraction(),
+        "memory_bandwidth_gbs": memory_bandwidth_gbs(),
+    }
+
+
 def _loadavg() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
@@ -156,6 +220,7 @@ def metadata() -> dict[str, Any]:
         "arch": platform.machine(),
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
+        "cpu": cpu_facts(),
         "cpu_count": os.cpu_count(),
         "cpu_usable": cores,
         "jax_backend": jax.default_backend(),

@@ -42,6 +42,10 @@ def test_metadata(result: dict) -> None:
     for key in ("date", "machine", "cpu_model", "cpu_count", "jax_backend", "device_kind"):
         assert meta[key], key
     assert set(meta["versions"]) >= {"jax", "jaxlib", "numpy"}
+    cpu = meta["cpu"]
+    assert set(cpu) == {"isa", "caches", "steal_fraction_since_boot", "memory_bandwidth_gbs"}
+    assert set(cpu["isa"]) <= set(harness.ISA_FLAGS)
+    assert 0.1 < cpu["memory_bandwidth_gbs"] < 1e4
     assert result["benchmark"] == "kernels"
     assert result["quick"] is True
 
