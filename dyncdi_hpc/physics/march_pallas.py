@@ -27,6 +27,10 @@ Memory. The programs of every angle tile add their share of K's cotangent into o
 array (atomic adds on a GPU): a copy per angle tile would cost (nangles / TILE_ANGLES) times
 K's memory, over 80 GB for the boxed 128^3 crystal at 128 angles.
 
+Backend. JAX 0.11 deprecates Pallas's Triton backend (Mosaic GPU is its successor, with
+tiles far wider than these); without it the package still imports, "auto" takes the XLA scan
+and "pallas" is refused with the fix.
+
 Speed. On CPU the kernels run in Pallas interpret mode, a correctness check that is much
 slower than sheared_march. Their GPU speed against the XLA scan is measured by
 benchmarks/dynamical.py (fused_march), only on a GPU machine; the tiles below are not tuned.
@@ -46,8 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
 
+try:
+    from jax.experimental.pallas import triton as plgpu
+except ImportError:  # deprecated in JAX 0.11; the package must import without it
+    plgpu = None
+
+from ..errors import ParameterError
 from .sheared_march import ShearedCoefficients, sheared_march
 
 # Angles and batch slices per program (powers of two). A program holds nrays_p x TILE_ANGLES
@@ -59,7 +68,9 @@ MARCH_KERNELS = ("auto", "xla", "pallas")
 logger = logging.getLogger(__name__)
 # the Triton lowering by name: a plain pallas_call on a GPU would take Mosaic GPU (JAX's
 # default there), whose TMA copies need tiles far wider than these
-TRITON = plgpu.CompilerParams()
+# (TritonCompilerParams in older JAX; pyproject allows JAX >= 0.6)
+_PARAMS = getattr(plgpu, "CompilerParams", None) or getattr(plgpu, "TritonCompilerParams", None)
+TRITON = _PARAMS() if _PARAMS is not None else None
 
 Pair = tuple[jax.Array, jax.Array]  # (real, imaginary) parts of one complex array
 
@@ -92,7 +103,7 @@ def _layout(nx: int, nrays: int, nbatch: int, nangles: int) -> _Layout:
 @functools.cache
 def pallas_available() -> bool:
     """True on a GPU backend where a small fused march compiles and matches the XLA scan."""
-    return jax.default_backend() == "gpu" and fused_march_works(interpret=False)
+    return TRITON is not None and jax.default_backend() == "gpu" and fused_march_works(False)
 
 
 def fused_march_works(interpret: bool) -> bool:
@@ -157,6 +168,12 @@ def pallas_march(
     complex128. Reverse-mode differentiable in both. interpret: Pallas interpret mode (None:
     on the CPU backend only).
     """
+    if TRITON is None:
+        raise ParameterError(
+            "dynamical.march_kernel",
+            f"pallas, but JAX {jax.__version__} has no Pallas Triton backend",
+            "use march_kernel auto or xla",
+        )
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     return _fused(k, phase_step, bool(interpret))

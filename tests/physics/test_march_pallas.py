@@ -203,3 +203,10 @@ def test_the_probe_passes_the_fused_march_and_refuses_a_broken_one(monkeypatch) 
 
     monkeypatch.setattr(march_pallas, "pallas_march", wrong)
     assert not march_pallas.fused_march_works(interpret=True)
+
+
+def test_a_jax_without_the_triton_backend_refuses_pallas_with_the_fix(monkeypatch) -> None:
+    monkeypatch.setattr(march_pallas, "TRITON", None)
+    k = march_pallas.ShearedCoefficients(*(jnp.ones((2, 2, 1), jnp.complex64),) * 3)
+    with pytest.raises(ParameterError, match=r"dynamical\.march_kernel.*auto or xla"):
+        march_pallas.pallas_march(k, jnp.ones(1, jnp.complex64))
