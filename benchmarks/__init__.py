@@ -28,19 +28,29 @@ BENCHMARKS: dict[str, Benchmark] = {
     "cohere": cohere.run,
     "thick_crystal": quality.run_thick_crystal,
     "sizes": quality.run_sizes,
+    "thick_crystal64": quality.run_thick_crystal64,
+    "sizes64": quality.run_sizes64,
     "real_34idc": real_34idc.run,
     "real_34idc_dynamical": real_34idc_dynamical.run,
 }
 
 # Each runs a whole workflow sweep (minutes to tens of minutes): `run --quick` without --only
 # leaves them out so that it stays under 10 minutes; `--only NAME [--quick]` runs one.
-WORKFLOW_BENCHMARKS = ("thick_crystal", "sizes", "real_34idc", "real_34idc_dynamical")
+WORKFLOW_BENCHMARKS = (
+    "thick_crystal",
+    "sizes",
+    "thick_crystal64",
+    "sizes64",
+    "real_34idc",
+    "real_34idc_dynamical",
+)
 
 PLOTS: dict[str, Plot] = {
     "kernels": kernels.plot,
     "dynamical": dynamical.plot,
     "cohere": cohere.plot,
     "sizes": quality.plot_sizes,
+    "sizes64": quality.plot_sizes,
     "real_34idc": real_34idc.plot,
     "real_34idc_dynamical": real_34idc_dynamical.plot,
 }

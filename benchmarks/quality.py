@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from dyncdi_hpc.config import SimulatedDataset, SweepSpec, load_sweep
-from dyncdi_hpc.data.measurement import read_measurement
+from dyncdi_hpc.config import SimulateConfig, SimulatedDataset, SweepSpec, load_sweep
+from dyncdi_hpc.data.measurement import Measurement, read_measurement
+from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical
 from dyncdi_hpc.identity import stable_hash
 from dyncdi_hpc.merge.align import align, phase_rms
+from dyncdi_hpc.physics.kinematical import centred_far_field
 from dyncdi_hpc.physics.materials import bragg_case
 from dyncdi_hpc.schedule.run import run_sweep
 from dyncdi_hpc.store.groups import complex_object
@@ -59,6 +61,21 @@ def run_workflow(workflow: str, quick: bool) -> tuple[SweepSpec, Store, str]:
     return spec, Store.open(store_path), command
 
 
+def finished_starts(store: Store, dataset: str, model: str) -> list[tuple[str, dict]]:
+    """(task id, attrs) of each finished start of (dataset, model), in seed order."""
+    found = []
+    for tid in store.result_ids():
+        attrs = store.result_attrs(tid)
+        spec = attrs.get("spec", {})
+        if (
+            attrs.get("status") == "done"
+            and spec.get("dataset") == dataset
+            and spec["params"]["model"] == model
+        ):
+            found.append((spec["seed"], tid, attrs))
+    return [(tid, attrs) for _, tid, attrs in sorted(found, key=lambda f: f[0])]
+
+
 def start_errors(store: Store, dataset: str, model: str) -> list[float]:
     """Phase RMS (rad) against the truth of each finished start of (dataset, model), by seed."""
     measurement = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
@@ -66,18 +83,39 @@ def start_errors(store: Store, dataset: str, model: str) -> list[float]:
     assert truth is not None, f"dataset {dataset!r} has no simulated truth"
     reference = truth.amplitude * np.exp(1j * truth.phase)
     errors = []
-    for tid in store.result_ids():
-        attrs = store.result_attrs(tid)
-        spec = attrs.get("spec", {})
-        if (
-            attrs.get("status") != "done"
-            or spec.get("dataset") != dataset
-            or spec["params"]["model"] != model
-        ):
-            continue
+    for tid, _ in finished_starts(store, dataset, model):
         obj = align(complex_object(store.read_result(tid)), reference).obj
-        errors.append((spec["seed"], phase_rms(obj, reference, truth.support)))
-    return [e for _, e in sorted(errors)]
+        errors.append(phase_rms(obj, reference, truth.support))
+    return errors
+
+
+def poisson_loss(expected: np.ndarray, counts: np.ndarray, mask: np.ndarray | None) -> float:
+    """The fits' Poisson loss (recon/losses.py: mean deviance / 2 per measured voxel) of an
+    expected intensity against the counts, both (N0, N1, N2) peak-centred."""
+    valid = np.ones(counts.shape, bool) if mask is None else ~mask
+    m = np.maximum(expected[valid].astype(float), 0.0) + 1e-12
+    d = counts[valid].astype(float)
+    return float(np.mean(m - d - d * (np.log(m) - np.log(d + 1e-12))))
+
+
+def truth_losses(cfg: SimulateConfig, m: Measurement) -> dict[str, float]:
+    """The loss of the true object on the same counts under each model: dynamical, the
+    noiseless intensity the counts were drawn from (the noise floor, what a perfect fit
+    reaches); kinematical, |FFT(truth)|^2 at its best (Poisson) scale, the floor of a fit
+    that has the right object but the wrong model."""
+    assert m.truth is not None
+    valid = np.ones(m.intensity.shape, bool) if m.mask is None else ~m.mask
+    kinematical = np.abs(centred_far_field(m.truth.object)) ** 2
+    kinematical *= m.intensity[valid].sum() / kinematical[valid].sum()
+    if cfg.model == "dynamical":
+        expected = simulate_dynamical(cfg.model_copy(update={"noise": False}), m.geometry)
+        dynamical = expected.data.intensity
+    else:
+        dynamical = kinematical
+    return {
+        "kinematical": poisson_loss(kinematical, m.intensity, m.mask),
+        "dynamical": poisson_loss(dynamical, m.intensity, m.mask),
+    }
 
 
 def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, Any]:
@@ -87,6 +125,7 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
     cfg = source.simulate
     g = cfg.geometry
     case = bragg_case(g.material, g.hkl, g.energy_kev, polarisation=g.polarisation)
+    measurement = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
     thickness_um = cfg.crystal.size_nm / 1e3  # {111} facet distance: the depth along h = [111]
     out: dict[str, Any] = {
         "dataset": dataset,
@@ -97,13 +136,18 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
         "grid": list(g.shape),
         "simulated_with": cfg.model,
         "peak_counts": cfg.peak_counts if cfg.noise else None,
+        "voxel_size_nm": [float(v) for v in measurement.geometry.voxel_size_nm],
     }
+    truth_loss = truth_losses(cfg, measurement)
     for model in MODELS:
         key = f"{dataset}-{model}"
         done = key in store.merged_keys()
         vs_truth = store.merged_attrs(key).get("vs_truth", {}) if done else {}
         per_start = start_errors(store, dataset, model)
         out[f"{model}_phase_rms_rad"] = vs_truth.get("phase_rms_rad")
+        # phase = h.u: the error of u along h is the phase error over |h| = 2 pi / d
+        err, d_nm = vs_truth.get("phase_rms_rad"), measurement.geometry.d_spacing_nm
+        out[f"{model}_displacement_rms_nm"] = None if err is None else err * d_nm / (2 * np.pi)
         out[f"{model}_strain_rms"] = vs_truth.get("strain_rms")
         out[f"{model}_support_dice"] = vs_truth.get("support_dice")
         out[f"{model}_start_phase_rms_rad"] = per_start
@@ -111,6 +155,13 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
         out[f"{model}_start_phase_rms_median_rad"] = (
             float(np.median(per_start)) if per_start else None
         )
+        # the fit's own loss (mean Poisson deviance / 2 per measured voxel) and wall time
+        starts = finished_starts(store, dataset, model)
+        losses = [float(attrs["metrics"]["loss"]) for _, attrs in starts]
+        out[f"{model}_start_final_loss"] = losses
+        out[f"{model}_start_wall_s"] = [float(attrs["wall_s"]) for _, attrs in starts]
+        out[f"{model}_final_loss"] = min(losses) if losses else None
+        out[f"{model}_truth_loss"] = truth_loss[model]
     k, d = out["kinematical_phase_rms_rad"], out["dynamical_phase_rms_rad"]
     out["phase_rms_ratio_kinematical_over_dynamical"] = k / d if k and d else None
     return out
@@ -142,28 +193,48 @@ def workflow_result(workflow: str, spec: SweepSpec, store: Store, command: str) 
     }
 
 
-def run_thick_crystal(quick: bool) -> dict[str, Any]:
-    """workflows/thick-crystal.yaml: the errors of both models on one thick crystal."""
-    spec, store, command = run_workflow("thick-crystal", quick)
+def thick_crystal(workflow: str, quick: bool) -> dict[str, Any]:
+    """workflows/WORKFLOW.yaml of one thick crystal: the errors of both models."""
+    spec, store, command = run_workflow(workflow, quick)
     (dataset,) = spec.datasets
     outcome = dataset_outcome(spec, store, dataset)
     return {
-        **workflow_result("thick-crystal", spec, store, command),
+        **workflow_result(workflow, spec, store, command),
         **outcome,
         "table": [_row(outcome)],
     }
 
 
-def run_sizes(quick: bool) -> dict[str, Any]:
-    """workflows/sizes.yaml: the errors of both models against crystal thickness."""
-    spec, store, command = run_workflow("sizes", quick)
+def sizes(workflow: str, quick: bool) -> dict[str, Any]:
+    """workflows/WORKFLOW.yaml of several thicknesses: the errors of both models against t."""
+    spec, store, command = run_workflow(workflow, quick)
     outcomes = [dataset_outcome(spec, store, name) for name in spec.datasets]
     outcomes.sort(key=lambda o: o["thickness_um"])
     return {
-        **workflow_result("sizes", spec, store, command),
+        **workflow_result(workflow, spec, store, command),
         "sizes": outcomes,
         "table": [_row(o) for o in outcomes],
     }
+
+
+def run_thick_crystal(quick: bool) -> dict[str, Any]:
+    """workflows/thick-crystal.yaml: the 1.3 um crystal at 32^3 (100 nm voxels)."""
+    return thick_crystal("thick-crystal", quick)
+
+
+def run_thick_crystal64(quick: bool) -> dict[str, Any]:
+    """workflows/thick-crystal64.yaml: the 1.3 um crystal at 64^3 (50 nm voxels)."""
+    return thick_crystal("thick-crystal64", quick)
+
+
+def run_sizes(quick: bool) -> dict[str, Any]:
+    """workflows/sizes.yaml: 0.1 to 1.5 um at 32^3."""
+    return sizes("sizes", quick)
+
+
+def run_sizes64(quick: bool) -> dict[str, Any]:
+    """workflows/sizes64.yaml: 0.1 to 2.0 um at 64^3."""
+    return sizes("sizes64", quick)
 
 
 def plot_sizes(result: dict[str, Any]) -> Figure | None:

@@ -23,11 +23,13 @@ NEUTRAL_PARAMS: dict[str, Any] = {
     "free_fraction": 0.0,
     "lr_schedule": "constant",
     "optimiser": "adam",
+    "dynamical_start_threshold": 0.5,
+    "coarse_to_fine": False,
 }
 
 # Parameters that change nothing unless an AD stage runs the dynamical model: left out of the
 # ids of tasks that do not, so that kinematical ids stay put when such a field is added or set.
-DYNAMICAL_ONLY_PARAMS = ("dynamical_start",)
+DYNAMICAL_ONLY_PARAMS = ("dynamical_start", "dynamical_start_threshold")
 
 # How a task runs, not what it computes (the same result to rounding): in no task id.
 EXECUTION_PARAMS = ("devices",)

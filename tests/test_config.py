@@ -104,7 +104,17 @@ def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["demo", "thick-crystal", "sizes", "aps34idc-au111", "aps34idc-au111-models"]
+    "name",
+    [
+        "demo",
+        "thick-crystal",
+        "sizes",
+        "thick-crystal64",
+        "sizes64",
+        "thick-crystal128",
+        "aps34idc-au111",
+        "aps34idc-au111-models",
+    ],
 )
 def test_shipped_workflows_validate(name):
     spec = load_sweep(REPO / "workflows" / f"{name}.yaml")

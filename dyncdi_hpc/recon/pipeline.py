@@ -18,6 +18,7 @@ from ..physics.geometry import Geometry
 from ..physics.kinematical import far_field
 from ..physics.objects import object_of, support_of
 from .checkpoint import Checkpoint, Checkpointing, flatten, stage_index, stage_name, unflatten
+from .coarse import central_crop, coarse_geometry, coarse_object, upsampled
 from .coherence import blur
 from .free_pixels import free_mask
 from .losses import LOSSES, poisson_deviance
@@ -112,11 +113,20 @@ def reconstruct(
         raise ValueError(f"intensity shape {intensity.shape} != geometry shape {geometry.shape}")
     d = _data(intensity, mask, params)
     resume = checkpointing.resume
+    coarse = None
+    if params.coarse_to_fine:
+        if resume is None or resume.stage != "ad":
+            coarse = _coarse_run(intensity, d, geometry, params, key, progress, start)
+        params = _fine_params(params, coarse, resume, geometry)
     if resume is not None and resume.stage == "ad":
         psi = jnp.asarray(resume.arrays["psi"])
         support = jnp.asarray(resume.arrays["support"])
         pr_error = resume.arrays["pr_error"]
         widths = None  # the AD leaves of the checkpoint hold the fitted widths
+    elif coarse is not None:
+        psi = jnp.asarray(upsampled(coarse.obj, geometry.shape))
+        support = jnp.abs(psi) > 0.5
+        pr_error, widths = coarse.pr_error, _widths(coarse, d.data.dtype)
     else:
         pr_key, _ = jax.random.split(key)
         psi, support, pr_error, widths = phase_retrieval(
@@ -130,17 +140,76 @@ def reconstruct(
         support = jnp.roll(support, shifts, axis=(0, 1, 2))
     first, problem, _ = ad_problem(psi, support, d.data, d.measured, params, widths)
     centre2 = None
-    if params.uses_dynamical():
+    # the coarse run chose between the object and its twin
+    if params.uses_dynamical() and not params.coarse_to_fine:
         # the kinematical model cannot tell the object from its twin, the dynamical one can:
         # a support that holds both lets the dynamical stage choose (object_or_twin)
         centre2 = mirror_centre(np.asarray(problem.support))
         problem = problem._replace(support=problem.support | mirror(problem.support, centre2))
     pr_error = np.asarray(pr_error)
     fixed = {"psi": np.asarray(psi), "support": np.asarray(support), "pr_error": pr_error}
+    if params.coarse_to_fine:
+        fixed["coarse_ad_loss"] = (
+            coarse.ad_loss if coarse is not None else resume.arrays["coarse_ad_loss"]
+        )
     fitted, cfg, ad_loss = _ad_stages(
         first, problem, centre2, geometry, params, progress, checkpointing, fixed
     )
+    if params.coarse_to_fine:
+        ad_loss = np.concatenate([fixed["coarse_ad_loss"], ad_loss])
     return _finished(psi, pr_error, ad_loss, fitted, cfg, problem.support, d, geometry, params)
+
+
+def _coarse_run(
+    intensity: np.ndarray,
+    d: _Data,
+    geometry: Geometry,
+    params: ReconParams,
+    key: jax.Array,
+    progress: Progress | None,
+    start: np.ndarray | None,
+) -> Reconstruction:
+    """The whole schedule on the central half of the q range (coarse.py), not checkpointed
+    (it costs a small part of the full-grid stage); the full grid's held-out voxels are
+    masked there too, so that no fit sees them."""
+    unused = np.fft.fftshift(np.asarray(~d.measured))  # ignored or held out, peak-centred
+    coarse_progress = None
+    if progress is not None:
+
+        def coarse_progress(label: str, step: int, value: float) -> None:
+            progress(f"coarse {label}", step, value)
+
+    coarse_start = None if start is None else coarse_object(start)
+    return reconstruct(
+        central_crop(intensity),
+        central_crop(unused),
+        coarse_geometry(geometry),
+        params.model_copy(update={"coarse_to_fine": False, "free_fraction": 0.0}),
+        key=jax.random.fold_in(key, 1),
+        progress=coarse_progress,
+        start=coarse_start,
+    )
+
+
+def _fine_params(
+    params: ReconParams, coarse: Reconstruction | None, resume, geometry: Geometry
+) -> ReconParams:
+    """The full-grid run's parameters: the final stage only, from the coarse object as it is,
+    at the coarse run's rocking offset (a resumed run's checkpoint holds its own)."""
+    fine = params.fine_stage()
+    if coarse is not None and "rocking_offset_rad" in coarse.metrics:
+        offset = coarse.metrics["rocking_offset_rad"] / geometry.rocking_step_rad
+        fine = fine.model_copy(update={"rocking_offset_steps": offset})
+    return fine
+
+
+def _widths(coarse: Reconstruction, dtype) -> jax.Array | None:
+    """The coherence widths (3,) px the coarse run fitted (detector pixels: the same on both
+    grids), or None when it was coherent."""
+    keys = [f"coherence_width_{j}" for j in range(3)]
+    if not all(k in coarse.metrics for k in keys):
+        return None
+    return jnp.asarray([coarse.metrics[k] for k in keys], dtype)
 
 
 def _ad_stages(
@@ -169,8 +238,11 @@ def _ad_stages(
         first_dynamical = stage.model != "kinematical" and (
             k == 0 or previous.model.name != stage.model
         )
-        if first_dynamical and k != resume_stage:  # a resumed stage's state is the checkpoint's
-            initial = restarted(initial, params.dynamical_start, problem.support)
+        # a resumed stage's state is the checkpoint's; no centre2: the twin is chosen
+        if first_dynamical and k != resume_stage and centre2 is not None:
+            initial = restarted(
+                initial, params.dynamical_start, problem.support, params.dynamical_start_threshold
+            )
             initial = object_or_twin(initial, problem, hyper, cfg, centre2)
         opt_state = init_state(initial, cfg)
         start_step = 0

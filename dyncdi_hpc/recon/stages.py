@@ -303,16 +303,18 @@ def twin_of(params: ADParams, centre2: tuple[int, int, int]) -> ADParams:
 FLAT_LOGIT = float(np.log(0.98 / 0.02))  # S = 0.98 inside, 0.02 outside, as ad_start clips
 
 
-def restarted(start: ADParams, how: str, loose_support: jax.Array) -> ADParams:
+def restarted(
+    start: ADParams, how: str, loose_support: jax.Array, threshold: float = 0.5
+) -> ADParams:
     """start as ReconParams.dynamical_start asks: "previous" unchanged, "flat_phase" with a
-    zero phase, "flat" also with S = 0.98 where start's shape exceeds 0.5 inside
+    zero phase, "flat" also with S = 0.98 where start's shape exceeds threshold inside
     loose_support (bool, FFT order) and 0.02 elsewhere."""
     if how == "previous":
         return start
     crystal = start.crystal
     logits = crystal.logits
     if how == "flat":
-        inside = loose_support & (logits > 0)
+        inside = loose_support & (logits > float(np.log(threshold / (1 - threshold))))
         logits = jnp.where(inside, FLAT_LOGIT, -FLAT_LOGIT).astype(logits.dtype)
     flat = CrystalParams(logits=logits, phase=jnp.zeros_like(crystal.phase))
     return start._replace(crystal=flat)

@@ -60,3 +60,26 @@ def test_quick_spec_keeps_the_schedule_shape_with_a_quarter_of_the_steps() -> No
     assert quick.base.ad_steps == spec.base.ad_steps // 4
     assert [s.ad_steps for s in quick.base.stages] == [s.ad_steps // 4 for s in spec.base.stages]
     assert quick.name == "thick-crystal-quick" and quick.base.recipe == spec.base.recipe
+
+
+def test_truth_losses_are_the_noise_floor_and_the_kinematical_misfit() -> None:
+    """Noiseless dynamical data: the true object's dynamical loss is zero (the counts are its
+    expected intensity), its kinematical loss is not (extinction); with noise, the dynamical
+    one is the Poisson floor (about half a deviance per bright voxel, less for dim ones)."""
+    from dyncdi_hpc.config import CrystalConfig, SimulateConfig
+    from dyncdi_hpc.data.measurement import read_measurement
+    from dyncdi_hpc.inputs import simulated_input
+    from tests.recon.test_dynamical_recon import GEOMETRY_16
+
+    base = SimulateConfig(
+        geometry=GEOMETRY_16, crystal=CrystalConfig(size_nm=450.0), model="dynamical"
+    )
+    losses = {}
+    for noise in (False, True):
+        cfg = base.model_copy(update={"noise": noise})
+        m = read_measurement(simulated_input(cfg), "inputs.thick")
+        losses[noise] = quality.truth_losses(cfg, m)
+    assert losses[False]["dynamical"] < 1e-6
+    assert losses[False]["kinematical"] > 1e3 * max(losses[False]["dynamical"], 1e-9)
+    assert 0.05 < losses[True]["dynamical"] < 0.6
+    assert losses[True]["kinematical"] > losses[True]["dynamical"]

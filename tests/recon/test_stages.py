@@ -161,3 +161,9 @@ def test_restarted_flattens_the_phase_and_optionally_the_shape() -> None:
     expected = np.where(inside, FLAT_LOGIT, -FLAT_LOGIT)
     np.testing.assert_allclose(flat.crystal.logits, expected, rtol=1e-6)
     assert not np.any(flat.crystal.phase)
+    low = restarted(start, "flat", loose, threshold=0.15)
+    inside_low = np.asarray(loose & (jax.nn.sigmoid(logits) > 0.15))
+    assert inside_low.sum() > inside.sum()  # a lower threshold fills more of the support
+    np.testing.assert_allclose(
+        low.crystal.logits, np.where(inside_low, FLAT_LOGIT, -FLAT_LOGIT), rtol=1e-6
+    )
