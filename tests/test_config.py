@@ -112,6 +112,7 @@ def test_extension_keys_hold_anchors_and_are_not_configuration(tmp_path):
         "thick-crystal64",
         "sizes64",
         "thick-crystal128",
+        "sizes128",
         "aps34idc-au111",
         "aps34idc-au111-models",
     ],

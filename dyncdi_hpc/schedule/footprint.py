@@ -45,9 +45,13 @@ def task_footprint(shape: tuple[int, ...], params: ReconParams) -> Footprint:
     models = {m for m, steps in ad if steps} or {"kinematical"}
     peak = BASE_BYTES + max(FIXED_BYTES[m] + AD_BYTES_PER_VOXEL[m] * voxels for m in models)
     iterations = sum(n for _, n in parse_recipe(params.recipe))
-    seconds = voxels * (
-        iterations * PR_S_PER_VOXEL_ITER + sum(AD_S_PER_VOXEL_STEP[m] * n for m, n in ad)
-    )
+    per_voxel = iterations * PR_S_PER_VOXEL_ITER + sum(AD_S_PER_VOXEL_STEP[m] * n for m, n in ad)
+    if params.coarse_to_fine:
+        # the whole schedule on an eighth of the voxels, then the last stage on all of them
+        fine_model, fine_steps = ad[-1]
+        seconds = voxels * (per_voxel / 8 + AD_S_PER_VOXEL_STEP[fine_model] * fine_steps)
+    else:
+        seconds = voxels * per_voxel
     return Footprint(bytes=int(peak), seconds=float(seconds))
 
 

@@ -28,6 +28,15 @@ def test_footprint_grows_with_the_grid_and_the_model():
     assert 0 < small.seconds < large.seconds < dynamical.seconds
 
 
+def test_coarse_to_fine_costs_the_last_stage_plus_an_eighth_of_the_schedule():
+    staged = ReconParams(model="dynamical", stages=[{"model": "kinematical", "ad_steps": 600}])
+    full = task_footprint((64, 64, 64), staged)
+    coarse = task_footprint((64, 64, 64), staged.model_copy(update={"coarse_to_fine": True}))
+    last = task_footprint((64, 64, 64), staged.fine_stage().model_copy(update={"recipe": "1*ER"}))
+    assert coarse.bytes == full.bytes
+    assert coarse.seconds == pytest.approx(last.seconds + full.seconds / 8, rel=0.01)
+
+
 def test_dry_run_prints_memory_time_and_store_size(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", tmp_path / "s.zarr", sweep={"seed": 2})
     code, output = _run("sweep", spec, "--dry-run")
