@@ -16,16 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
 from dyncdi_hpc.config import SimulateConfig, SimulatedDataset, SweepSpec, load_sweep
-from dyncdi_hpc.data.measurement import Measurement, read_measurement
+from dyncdi_hpc.data.measurement import Measurement, Truth, read_measurement
 from dyncdi_hpc.data.simulate_dynamical import simulate_dynamical
 from dyncdi_hpc.identity import stable_hash
 from dyncdi_hpc.merge.align import align, phase_rms
 from dyncdi_hpc.physics.kinematical import centred_far_field
 from dyncdi_hpc.physics.materials import bragg_case
+from dyncdi_hpc.recon.losses import poisson_deviance
 from dyncdi_hpc.schedule.run import run_sweep
 from dyncdi_hpc.store.groups import complex_object
 from dyncdi_hpc.store.zarr_store import Store
@@ -76,26 +79,13 @@ def finished_starts(store: Store, dataset: str, model: str) -> list[tuple[str, d
     return [(tid, attrs) for _, tid, attrs in sorted(found, key=lambda f: f[0])]
 
 
-def start_errors(store: Store, dataset: str, model: str) -> list[float]:
-    """Phase RMS (rad) against the truth of each finished start of (dataset, model), by seed."""
-    measurement = read_measurement(store.read_input(dataset), f"inputs.{dataset}")
-    truth = measurement.truth
-    assert truth is not None, f"dataset {dataset!r} has no simulated truth"
-    reference = truth.amplitude * np.exp(1j * truth.phase)
+def start_errors(starts: list[tuple[str, dict]], store: Store, truth: Truth) -> list[float]:
+    """Phase RMS (rad) against the truth of each of finished_starts' results, in its order."""
     errors = []
-    for tid, _ in finished_starts(store, dataset, model):
-        obj = align(complex_object(store.read_result(tid)), reference).obj
-        errors.append(phase_rms(obj, reference, truth.support))
+    for tid, _ in starts:
+        obj = align(complex_object(store.read_result(tid)), truth.object).obj
+        errors.append(phase_rms(obj, truth.object, truth.support))
     return errors
-
-
-def poisson_loss(expected: np.ndarray, counts: np.ndarray, mask: np.ndarray | None) -> float:
-    """The fits' Poisson loss (recon/losses.py: mean deviance / 2 per measured voxel) of an
-    expected intensity against the counts, both (N0, N1, N2) peak-centred."""
-    valid = np.ones(counts.shape, bool) if mask is None else ~mask
-    m = np.maximum(expected[valid].astype(float), 0.0) + 1e-12
-    d = counts[valid].astype(float)
-    return float(np.mean(m - d - d * (np.log(m) - np.log(d + 1e-12))))
 
 
 def truth_losses(cfg: SimulateConfig, m: Measurement) -> dict[str, float]:
@@ -108,14 +98,17 @@ def truth_losses(cfg: SimulateConfig, m: Measurement) -> dict[str, float]:
     kinematical = np.abs(centred_far_field(m.truth.object)) ** 2
     kinematical *= m.intensity[valid].sum() / kinematical[valid].sum()
     if cfg.model == "dynamical":
-        expected = simulate_dynamical(cfg.model_copy(update={"noise": False}), m.geometry)
-        dynamical = expected.data.intensity
+        noiseless = simulate_dynamical(cfg.model_copy(update={"noise": False}), m.geometry)
+        dynamical = noiseless.data.intensity
     else:
         dynamical = kinematical
-    return {
-        "kinematical": poisson_loss(kinematical, m.intensity, m.mask),
-        "dynamical": poisson_loss(dynamical, m.intensity, m.mask),
-    }
+    with jax.enable_x64(True):  # the counts' own loss is ~0 without noise: keep its digits
+        measured = jnp.asarray(valid)
+        counts = jnp.asarray(m.intensity, jnp.float64)
+        return {
+            name: float(poisson_deviance(jnp.asarray(expected, jnp.float64), counts, measured))
+            for name, expected in (("kinematical", kinematical), ("dynamical", dynamical))
+        }
 
 
 def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, Any]:
@@ -143,7 +136,8 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
         key = f"{dataset}-{model}"
         done = key in store.merged_keys()
         vs_truth = store.merged_attrs(key).get("vs_truth", {}) if done else {}
-        per_start = start_errors(store, dataset, model)
+        starts = finished_starts(store, dataset, model)
+        per_start = start_errors(starts, store, measurement.truth)
         out[f"{model}_phase_rms_rad"] = vs_truth.get("phase_rms_rad")
         # phase = h.u: the error of u along h is the phase error over |h| = 2 pi / d
         err, d_nm = vs_truth.get("phase_rms_rad"), measurement.geometry.d_spacing_nm
@@ -156,7 +150,6 @@ def dataset_outcome(spec: SweepSpec, store: Store, dataset: str) -> dict[str, An
             float(np.median(per_start)) if per_start else None
         )
         # the fit's own loss (mean Poisson deviance / 2 per measured voxel) and wall time
-        starts = finished_starts(store, dataset, model)
         losses = [float(attrs["metrics"]["loss"]) for _, attrs in starts]
         out[f"{model}_start_final_loss"] = losses
         out[f"{model}_start_wall_s"] = [float(attrs["wall_s"]) for _, attrs in starts]

@@ -117,7 +117,7 @@ def reconstruct(
     if params.coarse_to_fine:
         if resume is None or resume.stage != "ad":
             coarse = _coarse_run(intensity, d, geometry, params, key, progress, start)
-        params = _fine_params(params, coarse, resume, geometry)
+        params = _fine_params(params, coarse, geometry)
     if resume is not None and resume.stage == "ad":
         psi = jnp.asarray(resume.arrays["psi"])
         support = jnp.asarray(resume.arrays["support"])
@@ -192,7 +192,7 @@ def _coarse_run(
 
 
 def _fine_params(
-    params: ReconParams, coarse: Reconstruction | None, resume, geometry: Geometry
+    params: ReconParams, coarse: Reconstruction | None, geometry: Geometry
 ) -> ReconParams:
     """The full-grid run's parameters: the final stage only, from the coarse object as it is,
     at the coarse run's rocking offset (a resumed run's checkpoint holds its own)."""

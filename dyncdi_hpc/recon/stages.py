@@ -19,7 +19,7 @@ from ..errors import TaskFailed
 from ..physics.dynamical import DynamicalOptions, refraction_shift_rad, support_box
 from ..physics.geometry import Geometry
 from ..physics.models import forward_model
-from ..physics.objects import CrystalParams, complex_dtype, object_of
+from ..physics.objects import CrystalParams, complex_dtype, logits_of, object_of
 from .checkpoint import Checkpoint, Checkpointing
 from .coherence import CoherenceFit
 from .optimise import ADParams, Hyper, Problem, StepConfig, model_intensity, objective
@@ -314,7 +314,7 @@ def restarted(
     crystal = start.crystal
     logits = crystal.logits
     if how == "flat":
-        inside = loose_support & (logits > float(np.log(threshold / (1 - threshold))))
+        inside = loose_support & (logits > float(logits_of(threshold)))
         logits = jnp.where(inside, FLAT_LOGIT, -FLAT_LOGIT).astype(logits.dtype)
     flat = CrystalParams(logits=logits, phase=jnp.zeros_like(crystal.phase))
     return start._replace(crystal=flat)
